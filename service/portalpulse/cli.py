@@ -1,0 +1,171 @@
+"""`portalpulse serve`: run the service (CONTRACT §7)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from . import __version__, config
+from .logs import setup_logging
+
+log = logging.getLogger("portalpulse")
+
+
+class PulseServer(uvicorn.Server):
+    """uvicorn, but on shutdown our WebSockets close with 1001 (uvicorn's own
+    shutdown would send 1012) and the store hears who left, before sockets drop."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app = self.config.loaded_app
+        pulse = _find_pulse(app)
+        if pulse is not None:
+            await pulse.drain()
+        await super().shutdown(sockets)
+
+
+def _find_pulse(app: Any) -> Any:
+    # uvicorn wraps the app in middleware of its own; walk down to Starlette.
+    for _ in range(10):
+        state = getattr(app, "state", None)
+        if state is not None and hasattr(state, "pulse"):
+            return state.pulse
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
+
+
+def uvicorn_config(settings: config.Settings, app: Any, **extra: Any) -> uvicorn.Config:
+    server = settings.server
+    return uvicorn.Config(
+        app,
+        host=server.host,
+        port=server.port,
+        ws="websockets-sansio",
+        ws_max_size=server.max_frame_bytes,
+        ws_ping_interval=server.beat_interval,
+        ws_ping_timeout=server.beat_interval,
+        ws_per_message_deflate=False,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        proxy_headers=True,
+        server_header=False,
+        lifespan="on",
+        **extra,
+    )
+
+
+def run_server(settings: config.Settings, sock: socket.socket | None = None) -> None:
+    """One instance in this process (on `sock` when a supervisor bound it)."""
+    from .app import create_app
+
+    setup_logging(settings.server.log_level)
+    server = PulseServer(uvicorn_config(settings, create_app(settings)))
+    server.run(sockets=[sock] if sock is not None else None)
+
+
+def serve(settings: config.Settings, workers: int) -> int:
+    if workers <= 1:
+        run_server(settings)
+        return 0
+    # Several processes share one listening socket; each is a full instance on Redis.
+    setup_logging(settings.server.log_level)
+    family = socket.AF_INET6 if ":" in settings.server.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.server.host, settings.server.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=run_server, args=(settings, sock), daemon=False) for _ in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    log.info(
+        "serving on %s:%d with %d workers", settings.server.host, settings.server.port, workers
+    )
+
+    def forward(signum: int, frame: Any) -> None:
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for proc in procs:
+        proc.join()
+    return max((proc.exitcode or 0) for proc in procs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="portalpulse", description="Real-time readership service."
+    )
+    parser.add_argument("--version", action="version", version=f"portalpulse {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="run the service")
+    run.add_argument(
+        "--config", help="TOML file (default: env PORTALPULSE_CONFIG, else built-in demo)"
+    )
+    run.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port (default 8000)")
+    run.add_argument("--redis", help="Redis URL (redis://, rediss://); a Cluster node is detected")
+    run.add_argument("--workers", type=int, default=1, help="processes (needs Redis when above 1)")
+    run.add_argument("--data-dir", help="where the embedded store keeps its counters")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = config.load(args.config)
+    except config.ConfigError as exc:
+        print(f"portalpulse: configuration error: {exc}", file=sys.stderr)
+        return 2
+    server = settings.server
+    if args.host:
+        server = replace(server, host=args.host)
+    if args.port is not None:
+        if not 0 < args.port < 65536:
+            print("portalpulse: --port must be between 1 and 65535", file=sys.stderr)
+            return 2
+        server = replace(server, port=args.port)
+    changes: dict[str, Any] = {"server": server}
+    if args.redis:
+        if not args.redis.startswith(("redis://", "rediss://", "unix://")):
+            print(
+                "portalpulse: --redis must be a redis://, rediss:// or unix:// URL", file=sys.stderr
+            )
+            return 2
+        changes["store_url"] = args.redis
+    if args.data_dir:
+        changes["data_dir"] = Path(args.data_dir)
+    settings = settings.with_overrides(**changes)
+    if args.workers < 1:
+        print("portalpulse: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1 and not settings.store_url:
+        print(
+            "portalpulse: --workers above 1 needs Redis (--redis URL or [store] url): "
+            "the embedded store lives in one process",
+            file=sys.stderr,
+        )
+        return 2
+    return serve(settings, args.workers)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,412 @@
+"""This process's connections per site, the tick that flushes presence to the
+store, and the fan-out of snapshots.
+
+Transports never wait on the store: they record what happened here, and the
+tick sends it all in one store round trip, reads every site's snapshot back,
+encodes each changed snapshot once and offers it to every local connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from . import metrics, protocol
+from .config import ServerSettings, SiteSettings
+from .protocol import Page
+from .store.base import (
+    OpKind,
+    PresenceOp,
+    SiteBatch,
+    SiteSnapshot,
+    Store,
+    StoreUnavailable,
+    day_keys,
+)
+
+log = logging.getLogger("portalpulse.hub")
+
+URGENT_DELAY = 0.05
+"""Arrivals and departures are flushed this soon, not at the next tick, so that
+other instances count them in their next snapshot."""
+
+MAX_PENDING_OPS = 200_000
+"""Per site, while the store is down: the oldest operations are dropped beyond this."""
+
+
+class Subscriber(Protocol):
+    """A local connection that receives a site's snapshots."""
+
+    def offer(self, frame: str) -> None:
+        """Take the newest snapshot frame; never block the caller."""
+
+
+@dataclass(slots=True)
+class VisitorHere:
+    """A visitor's connections on this instance and the pages they have open."""
+
+    connections: int = 0
+    pages: Counter[str] = field(default_factory=Counter)
+    refresh_due: float = 0.0
+
+
+@dataclass(slots=True)
+class PendingOp:
+    kind: OpKind
+    visitor: str
+    pages: tuple[str, ...]
+    at: float  # monotonic time of the event
+
+
+class SiteHub:
+    def __init__(self, site: SiteSettings) -> None:
+        self.site = site
+        self.subscribers: set[Subscriber] = set()
+        self.visitors: dict[str, VisitorHere] = {}
+        self.ops: deque[PendingOp] = deque()
+        self.views: Counter[str] = Counter()
+        self.total_views = 0
+        self.titles: dict[str, str] = {}
+        self.http_visitors: dict[str, float] = {}
+        self.snapshot: SiteSnapshot | None = None
+        self.snapshot_at = 0.0
+        self.frame: str | None = None
+        self.pushed_key: tuple[object, ...] | None = None
+        self.pushed_at = 0.0
+
+    @property
+    def active(self) -> bool:
+        return bool(
+            self.subscribers or self.ops or self.views or self.total_views or self.http_visitors
+        )
+
+    def ranked(self, pages: Iterable[Page]) -> tuple[str, ...]:
+        """The pages that may trend; excluded ones still count as online and as views."""
+        return tuple(p.path for p in pages if not protocol.is_excluded(p.path, self.site.exclude))
+
+    def count_views(self, pages: Iterable[Page]) -> None:
+        for page in pages:
+            self.total_views += 1
+            if not protocol.is_excluded(page.path, self.site.exclude):
+                self.views[page.path] += 1
+
+    def note_titles(self, pages: Iterable[Page]) -> None:
+        for page in pages:
+            if page.title:
+                self.titles[page.path] = page.title
+
+    def add_op(self, kind: OpKind, visitor: str, pages: tuple[str, ...], at: float) -> None:
+        self.ops.append(PendingOp(kind, visitor, pages, at))
+        while len(self.ops) > MAX_PENDING_OPS:
+            self.ops.popleft()
+
+    def empty_batch(self, server: ServerSettings, wall: float) -> SiteBatch:
+        today, yesterday = day_keys(wall + server.clock_offset, server.zone)
+        return SiteBatch(
+            site=self.site.id,
+            presence_ttl=server.presence_ttl,
+            leave_grace=server.leave_grace,
+            trending_window=server.trending_window,
+            trending_size=self.site.trending_size,
+            max_pages=self.site.max_pages,
+            day=today,
+            yesterday=yesterday,
+            want_yesterday=True,
+        )
+
+    def take_batch(self, server: ServerSettings, now: float, wall: float) -> SiteBatch:
+        """Everything recorded since the last flush; `give_back` undoes it."""
+        batch = self.empty_batch(server, wall)
+        batch.ops = [PresenceOp(o.kind, o.visitor, o.pages, max(0.0, now - o.at)) for o in self.ops]
+        batch.views = dict(self.views)
+        batch.total_views = self.total_views
+        batch.titles = self.titles
+        self._taken: tuple[list[PendingOp], Counter[str], int, dict[str, str]] = (
+            list(self.ops),
+            self.views,
+            self.total_views,
+            self.titles,
+        )
+        self.ops, self.views, self.total_views, self.titles = deque(), Counter(), 0, {}
+        return batch
+
+    def give_back(self) -> None:
+        """The store did not take the last batch: keep it for the next tick."""
+        ops, views, total_views, titles = self._taken
+        self.ops.extendleft(reversed(ops))
+        self.views.update(views)
+        self.total_views += total_views
+        self.titles = {**titles, **self.titles}
+
+
+class Hub:
+    def __init__(
+        self, server: ServerSettings, sites: dict[str, SiteSettings], store: Store
+    ) -> None:
+        self.server = server
+        self.store = store
+        self.sites = {site_id: SiteHub(site) for site_id, site in sites.items()}
+        self.refresh_every = min(
+            server.beat_interval,
+            max(server.push_interval, (server.presence_ttl - server.push_interval) / 2),
+        )
+        self._refresh: deque[tuple[float, str, str]] = deque()  # (due, site, visitor)
+        self._urgent = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._store_ok = True
+        self.closing = False
+
+    # -- what transports report ------------------------------------------------
+
+    def join(
+        self,
+        site_id: str,
+        subscriber: Subscriber,
+        visitor: str,
+        pages: tuple[Page, ...],
+        new_views: bool,
+    ) -> None:
+        """A live connection said hello."""
+        hub = self.sites[site_id]
+        now = time.monotonic()
+        hub.subscribers.add(subscriber)
+        here = hub.visitors.get(visitor)
+        first = here is None
+        if here is None:
+            here = hub.visitors[visitor] = VisitorHere(refresh_due=now + self.refresh_every)
+            self._refresh.append((here.refresh_due, site_id, visitor))
+        here.connections += 1
+        ranked = hub.ranked(pages)
+        here.pages.update(ranked)
+        hub.note_titles(pages)
+        if new_views:
+            hub.count_views(pages)
+        hub.add_op(OpKind.HOLD if first else OpKind.REFRESH, visitor, ranked, now)
+        self._urgent.set()
+
+    def change_pages(
+        self, site_id: str, visitor: str, old: tuple[Page, ...], new: tuple[Page, ...]
+    ) -> None:
+        """A connection's set of pages changed: new ones are views, closed ones lose a reader."""
+        hub = self.sites[site_id]
+        here = hub.visitors.get(visitor)
+        if here is None:
+            return
+        now = time.monotonic()
+        old_paths = {p.path for p in old}
+        opened = tuple(p for p in new if p.path not in old_paths)
+        new_paths = {p.path for p in new}
+        closed = hub.ranked(p for p in old if p.path not in new_paths)
+        hub.note_titles(new)
+        hub.count_views(opened)
+        ranked_opened = hub.ranked(opened)
+        here.pages.update(ranked_opened)
+        gone = []
+        for path in closed:
+            here.pages[path] -= 1
+            if here.pages[path] <= 0:
+                del here.pages[path]
+                gone.append(path)
+        if ranked_opened:
+            hub.add_op(OpKind.REFRESH, visitor, ranked_opened, now)
+        if gone:
+            hub.add_op(OpKind.CLOSE_PAGES, visitor, tuple(gone), now)
+
+    def part(
+        self, site_id: str, subscriber: Subscriber, visitor: str | None, pages: tuple[Page, ...]
+    ) -> None:
+        """A live connection ended (after hello, when `visitor` is set)."""
+        hub = self.sites[site_id]
+        hub.subscribers.discard(subscriber)
+        if visitor is None:
+            return
+        here = hub.visitors.get(visitor)
+        if here is None:
+            return
+        now = time.monotonic()
+        here.connections -= 1
+        ranked = hub.ranked(pages)
+        if here.connections <= 0:
+            del hub.visitors[visitor]
+            hub.add_op(OpKind.LEAVE, visitor, tuple(set(ranked) | set(here.pages)), now)
+            self._urgent.set()
+            return
+        gone = []
+        for path in ranked:
+            here.pages[path] -= 1
+            if here.pages[path] <= 0:
+                del here.pages[path]
+                gone.append(path)
+        if gone:
+            hub.add_op(OpKind.CLOSE_PAGES, visitor, tuple(gone), now)
+
+    def http_beat(self, site_id: str, hello: protocol.Hello) -> None:
+        """A beat over HTTP (the fallback, or sendBeacon on unload)."""
+        hub = self.sites[site_id]
+        now = time.monotonic()
+        ranked = hub.ranked(hello.pages)
+        hub.note_titles(hello.pages)
+        if hello.bye:
+            hub.http_visitors.pop(hello.visitor, None)
+            hub.add_op(OpKind.BYE, hello.visitor, ranked, now)
+        else:
+            if not hello.resume:
+                hub.count_views(hello.pages)
+            hub.http_visitors[hello.visitor] = now + self.server.presence_ttl
+            hub.add_op(OpKind.BEAT, hello.visitor, ranked, now)
+        self._urgent.set()
+
+    # -- the tick --------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="portalpulse-tick")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def drain(self) -> None:
+        """Shutting down: every local visitor leaves (they reconnect elsewhere within
+        `leave_grace`, so the count does not dip), and the store hears it now."""
+        self.closing = True
+        now = time.monotonic()
+        for hub in self.sites.values():
+            for visitor, here in hub.visitors.items():
+                hub.add_op(OpKind.LEAVE, visitor, tuple(here.pages), now)
+            hub.visitors.clear()
+        try:
+            await self.flush_round(push=False)
+        except Exception:
+            log.warning("could not tell the store about departing visitors")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.server.push_interval
+        next_tick = loop.time() + interval
+        urgent_done = False
+        while True:
+            wait = next_tick - loop.time()
+            if wait > 0 and not urgent_done:
+                try:
+                    async with asyncio.timeout(wait):
+                        await self._urgent.wait()
+                except TimeoutError:
+                    pass
+            elif wait > 0:
+                await asyncio.sleep(wait)
+            is_tick = loop.time() >= next_tick
+            if not is_tick:
+                # Arrivals and departures: one early flush per tick, gathered briefly.
+                await asyncio.sleep(URGENT_DELAY)
+                urgent_done = True
+            else:
+                next_tick = max(next_tick + interval, loop.time() + interval / 2)
+                urgent_done = False
+            self._urgent.clear()
+            started = time.perf_counter()
+            try:
+                await self.flush_round(push=True)
+            except Exception:
+                log.exception("tick failed")
+            if is_tick:
+                metrics.tick_seconds.observe(time.perf_counter() - started)
+
+    def _due_refreshes(self, now: float) -> None:
+        """Live connections keep their visitors present, with no help from page timers."""
+        queue = self._refresh
+        while queue and queue[0][0] <= now:
+            due, site_id, visitor = queue.popleft()
+            hub = self.sites[site_id]
+            here = hub.visitors.get(visitor)
+            if here is None or here.refresh_due != due:
+                continue
+            hub.add_op(OpKind.REFRESH, visitor, tuple(here.pages), now)
+            here.refresh_due = now + self.refresh_every
+            queue.append((here.refresh_due, site_id, visitor))
+
+    async def flush_round(self, push: bool) -> None:
+        now = time.monotonic()
+        wall = time.time()
+        self._due_refreshes(now)
+        hubs = [hub for hub in self.sites.values() if hub.active]
+        for hub in hubs:
+            for visitor in [v for v, until in hub.http_visitors.items() if until <= now]:
+                del hub.http_visitors[visitor]
+        if not hubs:
+            return
+        batches = [hub.take_batch(self.server, now, wall) for hub in hubs]
+        metrics.store_flush_ops.observe(sum(b.size for b in batches))
+        started = time.perf_counter()
+        try:
+            snapshots = await self.store.flush(batches)
+        except StoreUnavailable as exc:
+            metrics.store_errors.labels("flush").inc()
+            metrics.store_up.set(0)
+            if self._store_ok:
+                log.error("store unavailable: %s", exc)
+            self._store_ok = False
+            for hub in hubs:
+                hub.give_back()
+            return
+        metrics.store_seconds.labels("flush").observe(time.perf_counter() - started)
+        if not self._store_ok:
+            log.info("store is back")
+            metrics.store_reconnects.inc()
+        self._store_ok = True
+        metrics.store_up.set(1)
+        for hub, snap in zip(hubs, snapshots, strict=True):
+            hub.snapshot, hub.snapshot_at = snap, now
+            metrics.online_visitors.labels(hub.site.id).set(snap.online)
+            if push and not self.closing:
+                self._push(hub, snap, now)
+
+    def _push(self, hub: SiteHub, snap: SiteSnapshot, now: float) -> None:
+        key = snap.content_key()
+        if key == hub.pushed_key:
+            return
+        if now - hub.pushed_at < self.server.push_interval * 0.9:
+            return  # too soon after the last push; the next tick sends it
+        hub.frame = protocol.snapshot_frame(snap, hub.site)
+        hub.pushed_key, hub.pushed_at = key, now
+        started = time.perf_counter()
+        frame = hub.frame
+        for subscriber in list(hub.subscribers):
+            subscriber.offer(frame)
+        metrics.push_seconds.observe(time.perf_counter() - started)
+
+    # -- reads -----------------------------------------------------------------
+
+    async def read_snapshot(self, site_id: str) -> SiteSnapshot:
+        """The site's snapshot: the tick's own when fresh, else straight from the store."""
+        hub = self.sites[site_id]
+        now = time.monotonic()
+        if hub.snapshot is not None and now - hub.snapshot_at <= self.server.push_interval * 1.5:
+            return hub.snapshot
+        batch = hub.empty_batch(self.server, time.time())
+        started = time.perf_counter()
+        try:
+            (snap,) = await self.store.flush([batch])
+        except StoreUnavailable:
+            metrics.store_errors.labels("read").inc()
+            raise
+        metrics.store_seconds.labels("read").observe(time.perf_counter() - started)
+        hub.snapshot, hub.snapshot_at = snap, now
+        return snap
+
+    def current_frame(self, site_id: str) -> str | None:
+        """The latest snapshot frame, for a connection that just said hello."""
+        hub = self.sites[site_id]
+        if hub.snapshot is None:
+            return None
+        if hub.frame is None or hub.pushed_key != hub.snapshot.content_key():
+            return protocol.snapshot_frame(hub.snapshot, hub.site)
+        return hub.frame

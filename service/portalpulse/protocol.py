@@ -1,0 +1,238 @@
+"""What client messages mean, and the frames the server sends. No I/O here.
+
+Every transport (WebSocket, HTTP beats) parses with these functions, so one
+definition decides what is valid and what counts.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+from .config import SiteSettings
+from .store.base import DayCounts, SiteSnapshot
+
+VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+MAX_PAGES = 20
+MAX_PATH_BYTES = 512
+MAX_TITLE_CHARS = 200
+MAX_REFERRER_CHARS = 1024
+DEVICES = ("mobile", "tablet", "desktop")
+
+
+class ProtocolError(ValueError):
+    """A client message the server refuses. `code` is the contract's error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    path: str
+    title: str
+    referrer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    visitor: str
+    pages: tuple[Page, ...]
+    engaged: bool
+    resume: bool = False
+    device: str = ""
+    bye: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    engaged: bool
+    pages: tuple[Page, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    pass
+
+
+ClientMessage = Hello | Beat | Bye
+
+
+def clean_title(raw: Any) -> str:
+    """Plain text: trimmed, control characters dropped, at most 200 characters.
+
+    Never escaped or stripped of markup: every client shows it as text.
+    """
+    if not isinstance(raw, str):
+        return ""
+    text = "".join(ch for ch in raw if unicodedata.category(ch)[0] != "C" or ch in " ")
+    text = " ".join(text.split())
+    return text[:MAX_TITLE_CHARS]
+
+
+def normalise_path(raw: Any, keep_query: tuple[str, ...] = ()) -> str:
+    """The contract's page: a path starting with '/', no scheme/host/fragment,
+    the query reduced to the parameters in `keep_query` (sorted), at most 512 bytes.
+    """
+    if not isinstance(raw, str) or not raw.startswith("/") or raw.startswith("//"):
+        raise ProtocolError("bad_page", "page path must start with a single '/'")
+    if any(ch in raw for ch in "\r\n\t\x00") or len(raw) > 4 * MAX_PATH_BYTES:
+        raise ProtocolError("bad_page", "page path has control characters or is too long")
+    parts = urlsplit(raw)
+    path = parts.path or "/"
+    path = quote(path, safe="/%:@!$&'()*+,;=-._~")
+    if keep_query and parts.query:
+        kept = sorted(
+            (key, value)
+            for key, value in parse_qsl(parts.query, keep_blank_values=True)
+            if key in keep_query
+        )
+        if kept:
+            path = f"{path}?{urlencode(kept)}"
+    if len(path.encode()) > MAX_PATH_BYTES:
+        raise ProtocolError("bad_page", f"page path longer than {MAX_PATH_BYTES} bytes")
+    return path
+
+
+def is_excluded(path: str, exclude: tuple[str, ...]) -> bool:
+    """True when `path` matches one of the site's shell-style `exclude` globs."""
+    return any(fnmatch.fnmatchcase(path, pattern) for pattern in exclude)
+
+
+def _bool(data: dict[str, Any], key: str, default: bool = False) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise ProtocolError("bad_message", f"'{key}' must be true or false")
+    return value
+
+
+def _pages(raw: Any, site: SiteSettings) -> tuple[Page, ...]:
+    if not isinstance(raw, list):
+        raise ProtocolError("bad_message", "'pages' must be a list")
+    if len(raw) > MAX_PAGES:
+        raise ProtocolError("too_many_pages", f"at most {MAX_PAGES} pages per message")
+    pages: dict[str, Page] = {}
+    for item in raw:
+        if not isinstance(item, dict):
+            raise ProtocolError("bad_message", "each page must be an object with 'path'")
+        path = normalise_path(item.get("path"), site.keep_query)
+        referrer = item.get("referrer", "")
+        if not isinstance(referrer, str):
+            raise ProtocolError("bad_message", "'referrer' must be a string")
+        pages[path] = Page(path, clean_title(item.get("title")), referrer[:MAX_REFERRER_CHARS])
+    return tuple(pages.values())
+
+
+def parse_hello(data: dict[str, Any], site: SiteSettings) -> Hello:
+    """The fields of a `hello` (also the body of an HTTP beat)."""
+    visitor = data.get("visitor")
+    if not isinstance(visitor, str) or not VISITOR_ID.match(visitor):
+        raise ProtocolError("bad_visitor", "'visitor' must match ^[A-Za-z0-9_-]{16,64}$")
+    device = data.get("device", "")
+    if device not in DEVICES and device != "":
+        raise ProtocolError("bad_message", f"'device' must be one of {', '.join(DEVICES)}")
+    return Hello(
+        visitor=visitor,
+        pages=_pages(data.get("pages", []), site),
+        engaged=_bool(data, "engaged"),
+        resume=_bool(data, "resume"),
+        device=device,
+        bye=_bool(data, "bye"),
+    )
+
+
+def decode_object(text: str | bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("bad_json", "message is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_message", "message must be a JSON object")
+    return data
+
+
+def parse_client_frame(text: str, site: SiteSettings) -> ClientMessage:
+    """One WebSocket text frame from a widget."""
+    data = decode_object(text)
+    kind = data.get("type")
+    if kind == "hello":
+        return parse_hello(data, site)
+    if kind == "beat":
+        pages = _pages(data["pages"], site) if "pages" in data else None
+        return Beat(engaged=_bool(data, "engaged"), pages=pages)
+    if kind == "bye":
+        return Bye()
+    raise ProtocolError("bad_message", "'type' must be hello, beat or bye")
+
+
+def dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+def welcome_frame(site: str, beat_interval: float) -> str:
+    interval: float | int = int(beat_interval) if beat_interval.is_integer() else beat_interval
+    return dumps({"type": "welcome", "site": site, "beat_interval": interval})
+
+
+def error_frame(code: str, message: str) -> str:
+    return dumps({"type": "error", "code": code, "message": message})
+
+
+CloseReason = Literal["bad_message", "timeout", "rate", "too_big", "overloaded", "shutdown"]
+CLOSE_CODES: dict[CloseReason, int] = {
+    "shutdown": 1001,
+    "too_big": 1009,
+    "overloaded": 1013,
+    "bad_message": 4400,
+    "timeout": 4408,
+    "rate": 4429,
+}
+
+
+def _day_payload(day: DayCounts) -> dict[str, Any]:
+    return {
+        "visits": day.visits,
+        "views": day.views,
+        "visitors": day.visitors,
+        "peak_online": day.peak_online,
+        "peak_at": day.peak_at,
+    }
+
+
+def snapshot_payload(snap: SiteSnapshot, site: SiteSettings) -> dict[str, Any]:
+    """The contract's snapshot object (without `type`): shared by the WebSocket
+    frame, the beats answer and the stats API."""
+    return {
+        "site": snap.site,
+        "online": snap.online,
+        "trending": [
+            {"path": p.path, "title": p.title, "readers": p.readers, "views": p.views}
+            for p in snap.trending
+        ],
+        "today": _day_payload(snap.today),
+        "total_visits": snap.total_visits + site.total_visits_offset,
+        "ts": round(snap.ts, 3),
+    }
+
+
+def snapshot_frame(snap: SiteSnapshot, site: SiteSettings) -> str:
+    return dumps({"type": "snapshot", **snapshot_payload(snap, site)})
+
+
+def stats_payload(snap: SiteSnapshot, site: SiteSettings) -> dict[str, Any]:
+    body = snapshot_payload(snap, site)
+    yesterday = snap.yesterday or DayCounts()
+    body["yesterday"] = {
+        "visits": yesterday.visits,
+        "views": yesterday.views,
+        "visitors": yesterday.visitors,
+        "peak_online": yesterday.peak_online,
+    }
+    return body

@@ -1,0 +1,99 @@
+"""The embedded store: one process, no Redis. Counters survive restarts in a
+JSON data file, written atomically a few seconds after they change and on close."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from .base import DAY_KEEP_DAYS, SiteBatch, SiteSnapshot, Store
+from .presence import SitePresence
+
+log = logging.getLogger("portalpulse.store")
+
+SAVE_EVERY = 5.0
+DATA_FILE = "counters.json"
+
+
+class MemoryStore(Store):
+    def __init__(self, data_dir: Path | None, clock_offset: float = 0.0) -> None:
+        self.instance_id = uuid.uuid4().hex[:12]
+        self.clock_offset = clock_offset
+        self.data_dir = data_dir
+        self.sites: dict[str, SitePresence] = {}
+        self._dirty = False
+        self._saver: asyncio.Task[None] | None = None
+
+    def now(self) -> float:
+        return time.time() + self.clock_offset
+
+    def _site(self, site: str) -> SitePresence:
+        presence = self.sites.get(site)
+        if presence is None:
+            presence = self.sites[site] = SitePresence(site)
+        return presence
+
+    async def open(self) -> None:
+        if self.data_dir is None:
+            return
+        path = self.data_dir / DATA_FILE
+        if path.exists():
+            try:
+                state = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise RuntimeError(f"cannot read the data file {path}: {exc}") from exc
+            for site, site_state in state.get("sites", {}).items():
+                self._site(site).restore(site_state)
+            log.info("restored counters of %d sites from %s", len(state.get("sites", {})), path)
+        self._saver = asyncio.create_task(self._save_loop())
+
+    async def close(self) -> None:
+        if self._saver is not None:
+            self._saver.cancel()
+            self._saver = None
+        self.save()
+
+    async def ping(self) -> None:
+        return None
+
+    async def flush(self, batches: Sequence[SiteBatch]) -> list[SiteSnapshot]:
+        now = self.now()
+        out = [self._site(b.site).flush(b, self.instance_id, now) for b in batches]
+        if any(b.ops or b.total_views for b in batches):
+            self._dirty = True
+        return out
+
+    async def _save_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SAVE_EVERY)
+            if self._dirty:
+                try:
+                    self.save()
+                except OSError:
+                    log.exception("could not write the data file")
+
+    def save(self) -> None:
+        if self.data_dir is None:
+            return
+        oldest = (
+            dt.datetime.fromtimestamp(self.now()) - dt.timedelta(days=DAY_KEEP_DAYS)
+        ).strftime("%Y%m%d")
+        for presence in self.sites.values():
+            presence.forget_days_before(oldest)
+        state = {"sites": {site: p.durable_state() for site, p in self.sites.items()}}
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / DATA_FILE
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(state, handle, ensure_ascii=False, separators=(",", ":"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        self._dirty = False

@@ -1,0 +1,166 @@
+"""The Redis store: one Redis, or a Redis Cluster (found out from the server).
+
+Each site's flush is one EVALSHA of lua/flush.lua on keys that share the
+hash tag `{site}`; all sites of a tick go in one pipeline, so a tick costs one
+round trip per Redis node whatever the number of beats.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from .base import DayCounts, SiteBatch, SiteSnapshot, Store, StoreUnavailable, TrendingPage
+
+log = logging.getLogger("portalpulse.store")
+
+FLUSH_SCRIPT = resources.files("portalpulse.store").joinpath("lua/flush.lua").read_text("utf-8")
+KEY_NAMES = ("seen", "hold", "inst", "pairs", "rank", "pages", "titles", "vbi", "total", "wm")
+TIMEOUT = 5.0
+
+
+def site_prefix(site: str) -> str:
+    """Every key of a site starts with this: the hash tag keeps a site on one slot."""
+    return f"pp:{{{site}}}:"
+
+
+class RedisStore(Store):
+    def __init__(self, url: str, clock_offset: float = 0.0) -> None:
+        self.url = url
+        self.instance_id = uuid.uuid4().hex[:12]
+        self.clock_offset = clock_offset
+        self.client: aioredis.Redis | RedisCluster | None = None
+        self.cluster = False
+        self._sha = ""
+
+    async def open(self) -> None:
+        """Connect; a store that is down at start-up is retried by every later call."""
+        try:
+            await self._connect()
+        except (RedisError, OSError) as exc:
+            log.warning("redis at %s is not reachable yet: %s", self._safe_url(), exc)
+
+    def _safe_url(self) -> str:
+        # Never log a password.
+        if "@" in self.url:
+            scheme, _, rest = self.url.partition("://")
+            return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+        return self.url
+
+    async def _connect(self) -> aioredis.Redis | RedisCluster:
+        if self.client is not None:
+            return self.client
+        options: dict[str, Any] = {
+            "socket_timeout": TIMEOUT,
+            "socket_connect_timeout": TIMEOUT,
+            "health_check_interval": 15,
+        }
+        probe = aioredis.Redis.from_url(self.url, **options)
+        try:
+            info = await probe.info("cluster")
+        finally:
+            await probe.aclose()
+        client: aioredis.Redis | RedisCluster
+        if info.get("cluster_enabled") in (1, "1"):
+            client = RedisCluster.from_url(self.url, **options)
+            await client.initialize()
+            self.cluster = True
+        else:
+            client = aioredis.Redis.from_url(self.url, **options)
+        self._sha = await client.script_load(FLUSH_SCRIPT)
+        self.client = client
+        log.info("store: %s at %s", "redis cluster" if self.cluster else "redis", self._safe_url())
+        return client
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+            self.client = None
+
+    async def ping(self) -> None:
+        try:
+            client = await self._connect()
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+
+    def _args(self, batch: SiteBatch) -> tuple[list[str], list[str]]:
+        prefix = site_prefix(batch.site)
+        keys = [prefix + name for name in KEY_NAMES]
+        payload = {
+            "i": self.instance_id,
+            "off": self.clock_offset,
+            "ttl": batch.presence_ttl,
+            "grace": batch.leave_grace,
+            "win": batch.trending_window,
+            "n": batch.trending_size,
+            "cap": batch.max_pages,
+            "day": batch.day,
+            "y": batch.yesterday if batch.want_yesterday else False,
+            "ops": [
+                [int(op.kind), op.visitor, round(op.age, 3), list(op.pages)] for op in batch.ops
+            ],
+            "views": [[page, n] for page, n in batch.views.items()],
+            "vt": batch.total_views,
+            "titles": [[page, title] for page, title in batch.titles.items()],
+        }
+        return keys, [prefix, json.dumps(payload, ensure_ascii=False, separators=(",", ":"))]
+
+    async def flush(self, batches: Sequence[SiteBatch]) -> list[SiteSnapshot]:
+        if not batches:
+            return []
+        try:
+            client = await self._connect()
+            calls = [self._args(batch) for batch in batches]
+            pipe = client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(self._sha, len(keys), *keys, *args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+            for index, result in enumerate(results):
+                if isinstance(result, NoScriptError) or (
+                    isinstance(result, ResponseError) and "NOSCRIPT" in str(result)
+                ):
+                    # A restarted or failed-over Redis forgot the script: load it again.
+                    self._sha = await client.script_load(FLUSH_SCRIPT)
+                    keys, args = calls[index]
+                    results[index] = await client.evalsha(self._sha, len(keys), *keys, *args)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+        snapshots = []
+        for batch, result in zip(batches, results, strict=True):
+            if isinstance(result, Exception):
+                raise StoreUnavailable(f"flush of {batch.site}: {result}")
+            snapshots.append(_snapshot(batch.site, result))
+        return snapshots
+
+
+def _day(raw: list[Any]) -> DayCounts:
+    visits, views, visitors, peak, peak_at = raw
+    return DayCounts(
+        int(visits), int(views), int(visitors), int(peak), float(peak_at) if peak_at else None
+    )
+
+
+def _snapshot(site: str, raw: bytes | str) -> SiteSnapshot:
+    data = json.loads(raw)
+    trending = data["trending"] if isinstance(data["trending"], list) else []
+    return SiteSnapshot(
+        site=site,
+        online=int(data["online"]),
+        trending=tuple(
+            TrendingPage(str(p), str(title), int(r), int(v)) for p, title, r, v in trending
+        ),
+        today=_day(data["today"]),
+        total_visits=int(data["total"]),
+        ts=float(data["ts"]) if data.get("ts") else time.time(),
+        yesterday=_day(data["yesterday"]) if "yesterday" in data else None,
+    )

@@ -1,0 +1,278 @@
+"""The widget's WebSocket: `GET /ws?site=SITE` (CONTRACT §3)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket
+
+from .. import metrics, protocol
+from ..config import SiteSettings
+from ..protocol import Beat, Bye, Hello, Page, ProtocolError
+from .sender import run_eagerly, uvicorn_transport
+
+if TYPE_CHECKING:
+    from ..app import Pulse
+
+log = logging.getLogger("portalpulse.ws")
+
+ABORT_AFTER = 2.0
+"""Seconds a closing connection may take to flush before its socket is aborted."""
+
+
+def client_ip(ws: WebSocket) -> str:
+    return ws.client.host if ws.client else "unknown"
+
+
+async def websocket_endpoint(ws: WebSocket) -> None:
+    pulse: Pulse = ws.app.state.pulse
+    site = pulse.settings.sites.get(ws.query_params.get("site", ""))
+    if site is None:
+        metrics.handshakes_refused.labels("404").inc()
+        metrics.messages_rejected.labels("unknown_site").inc()
+        await ws.send_denial_response(
+            JSONResponse({"error": "unknown_site", "message": "no such site"}, status_code=404)
+        )
+        return
+    origin = ws.headers.get("origin")
+    if not site.allows_origin(origin):
+        metrics.handshakes_refused.labels("403").inc()
+        metrics.messages_rejected.labels("forbidden_origin").inc()
+        log.info("refused origin %r for site %s", origin, site.id)
+        await ws.send_denial_response(
+            JSONResponse(
+                {"error": "forbidden_origin", "message": "this page's origin may not use the site"},
+                status_code=403,
+            )
+        )
+        return
+    ip = client_ip(ws)
+    await ws.accept()
+    if pulse.closing:
+        await ws.close(1001)
+        return
+    if pulse.per_ip[ip] >= pulse.settings.server.max_connections_per_ip:
+        metrics.messages_rejected.labels("too_many_connections").inc()
+        metrics.connections_closed.labels("1013").inc()
+        await ws.close(1013, "too many connections from this address")
+        return
+    conn = WsConnection(pulse, site, ws)
+    pulse.per_ip[ip] += 1
+    pulse.connections.add(conn)
+    metrics.connections.labels("ws").inc()
+    metrics.connections_opened.labels("ws").inc()
+    try:
+        await conn.run()
+    finally:
+        pulse.connections.discard(conn)
+        pulse.per_ip[ip] -= 1
+        if pulse.per_ip[ip] <= 0:
+            del pulse.per_ip[ip]
+        metrics.connections.labels("ws").dec()
+        metrics.connections_closed.labels(str(conn.close_code)).inc()
+        pulse.hub.part(site.id, conn, conn.visitor, conn.pages)
+
+
+class WsConnection:
+    """One widget connection: its receive loop, and a one-slot mailbox for snapshots."""
+
+    __slots__ = (
+        "_blocked_since",
+        "_pending",
+        "_recent",
+        "_sending",
+        "close_code",
+        "closed",
+        "engaged",
+        "pages",
+        "pulse",
+        "site",
+        "visitor",
+        "ws",
+    )
+
+    def __init__(self, pulse: Pulse, site: SiteSettings, ws: WebSocket) -> None:
+        self.pulse = pulse
+        self.site = site
+        self.ws = ws
+        self.visitor: str | None = None
+        self.pages: tuple[Page, ...] = ()
+        self.engaged = False
+        self.closed = False
+        self.close_code = 1006
+        self._sending: asyncio.Task[None] | None = None
+        self._pending: str | None = None
+        self._blocked_since = 0.0
+        self._recent: deque[float] = deque(maxlen=pulse.settings.server.max_messages_per_second)
+
+    # -- sending -----------------------------------------------------------------
+
+    def offer(self, frame: str) -> None:
+        """Take the newest snapshot. While a send is stuck only the newest one waits."""
+        if self.closed:
+            return
+        if self._sending is not None:
+            if self._pending is not None:
+                metrics.snapshots_conflated.inc()
+            self._pending = frame
+            if (
+                time.monotonic() - self._blocked_since
+                > self.pulse.settings.server.max_pending_send_seconds
+            ):
+                metrics.messages_rejected.labels("slow_reader").inc()
+                self.shut(1013, "reading too slowly")
+            return
+        self._send_now(frame)
+
+    def _send_now(self, frame: str) -> None:
+        try:
+            task = run_eagerly(self.ws.send({"type": "websocket.send", "text": frame}))
+        except Exception:
+            self._lost()
+            return
+        metrics.snapshots_sent.inc()
+        if task is not None:
+            self._sending = task
+            self._blocked_since = time.monotonic()
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending = None
+        if task.cancelled() or task.exception() is not None:
+            self._lost()
+            return
+        frame, self._pending = self._pending, None
+        if frame is not None and not self.closed:
+            self._send_now(frame)
+
+    def _lost(self) -> None:
+        self.closed = True
+        transport = uvicorn_transport(self.ws._receive)
+        if transport is not None:
+            transport.abort()
+
+    def shut(self, code: int, reason: str = "") -> None:
+        """Close from outside the receive loop (shutdown, slow reader)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        self.pulse.background(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str = "") -> None:
+        self.closed = True
+        self.close_code = code
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code, reason), ABORT_AFTER)
+        # A peer that stopped reading never lets the close frame out: do not wait on it.
+        transport = uvicorn_transport(self.ws._receive)
+        if transport is not None and code != 1001:
+            asyncio.get_running_loop().call_later(ABORT_AFTER, transport.abort)
+
+    async def _refuse(self, exc: ProtocolError, close: int) -> None:
+        metrics.messages_rejected.labels(exc.code).inc()
+        if not self.closed:
+            with contextlib.suppress(Exception):
+                await self.ws.send_text(protocol.error_frame(exc.code, exc.message))
+        await self._close(close, exc.code)
+
+    # -- receiving ---------------------------------------------------------------
+
+    async def _receive_text(self) -> str | None:
+        """The next text frame; None when the connection ended or was refused."""
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            if not self.closed:
+                self.close_code = int(message.get("code") or 1006)
+                if self.close_code == 1009:
+                    metrics.messages_rejected.labels("too_big").inc()
+            self.closed = True
+            return None
+        text: str | None = message.get("text")
+        server = self.pulse.settings.server
+        if text is None:
+            await self._refuse(ProtocolError("bad_message", "frames must be JSON text"), 4400)
+            return None
+        if len(text) > server.max_frame_bytes or len(text.encode()) > server.max_frame_bytes:
+            metrics.messages_rejected.labels("too_big").inc()
+            await self._close(1009, "frame too big")
+            return None
+        now = time.monotonic()
+        recent = self._recent
+        if len(recent) == recent.maxlen and now - recent[0] < 1.0:
+            await self._refuse(ProtocolError("rate", "more than 10 messages a second"), 4429)
+            return None
+        recent.append(now)
+        return text
+
+    async def run(self) -> None:
+        server = self.pulse.settings.server
+        try:
+            async with asyncio.timeout(server.hello_timeout):
+                text = await self._receive_text()
+        except TimeoutError:
+            await self._refuse(ProtocolError("hello_timeout", "no hello in time"), 4408)
+            return
+        if text is None:
+            return
+        try:
+            first = protocol.parse_client_frame(text, self.site)
+            if not isinstance(first, Hello):
+                raise ProtocolError("out_of_order", f"{type(first).__name__.lower()} before hello")
+        except ProtocolError as exc:
+            await self._refuse(exc, 4400)
+            return
+        self._welcome(first)
+        while not self.closed:
+            text = await self._receive_text()
+            if text is None:
+                return
+            try:
+                message = protocol.parse_client_frame(text, self.site)
+                if isinstance(message, Hello):
+                    raise ProtocolError("out_of_order", "hello was already sent")
+            except ProtocolError as exc:
+                await self._refuse(exc, 4400)
+                return
+            metrics.beats.labels("ws").inc()
+            if isinstance(message, Bye):
+                await self._close(1000, "bye")
+                return
+            self._beat(message)
+
+    def _welcome(self, hello: Hello) -> None:
+        metrics.beats.labels("ws").inc()
+        self.visitor, self.pages, self.engaged = hello.visitor, hello.pages, hello.engaged
+        hub = self.pulse.hub
+        hub.join(self.site.id, self, hello.visitor, hello.pages, new_views=not hello.resume)
+        self._send_now(
+            protocol.welcome_frame(self.site.id, self.pulse.settings.server.beat_interval)
+        )
+        frame = hub.current_frame(self.site.id)
+        if frame is not None:
+            self.offer(frame)
+        else:
+            self.pulse.background(self._first_snapshot())
+
+    async def _first_snapshot(self) -> None:
+        """This instance has no snapshot of the site yet: read one for the newcomer."""
+        try:
+            await self.pulse.hub.read_snapshot(self.site.id)
+        except Exception:
+            return
+        frame = self.pulse.hub.current_frame(self.site.id)
+        if frame is not None:
+            self.offer(frame)
+
+    def _beat(self, beat: Beat) -> None:
+        self.engaged = beat.engaged
+        if beat.pages is not None:
+            assert self.visitor is not None
+            self.pulse.hub.change_pages(self.site.id, self.visitor, self.pages, beat.pages)
+            self.pages = beat.pages
