@@ -1,0 +1,650 @@
+/*! Portal Pulse widget: <script src="https://HOST/widget.js" data-site="SITE" async></script> */
+(function () {
+  'use strict';
+
+  const VISITOR_KEY = 'portalpulse:visitor';
+  const VISITOR_RE = /^[A-Za-z0-9_-]{16,64}$/;
+  const SITE_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+  const ID_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
+  const ENGAGED_MS = 15000;
+  const MAX_FRAME_BYTES = 4000; // the server's limit is 4096
+  const MAX_PAGES = 20;
+  const MAX_PATH_BYTES = 512;
+  const MAX_TITLE_CHARS = 200;
+  const BEAT_GAP_MS = 250; // the server allows 10 messages a second
+  const ANNOUNCE_MS = 60000;
+  const BOX_TRENDING = 5;
+  const INPUT_EVENTS = ['scroll', 'keydown', 'pointerdown', 'pointermove', 'touchstart', 'wheel'];
+
+  const TEXT = {
+    vi: { sep: '.', online: 'người đang online', today: 'Hôm nay', total: 'Tổng lượt truy cập',
+      trending: 'Tin đang được quan tâm' },
+    en: { sep: ',', online: 'online now', today: 'Today', total: 'Total visits',
+      trending: 'Trending now' },
+  };
+
+  // ---- Pure logic, tested in node ----
+
+  function pickLang(value) {
+    return /^\s*en/i.test(value || '') ? 'en' : 'vi';
+  }
+
+  /** 12.345.678 (vi-VN) or 12,345,678 (en), without needing Intl. */
+  function formatNumber(value, lang) {
+    let n = Math.round(Number(value));
+    if (!Number.isFinite(n) || Math.abs(n) > Number.MAX_SAFE_INTEGER) n = 0;
+    return String(n).replace(/\B(?=(\d{3})+$)/g, TEXT[pickLang(lang)].sep);
+  }
+
+  function onlineText(count, lang) {
+    return formatNumber(count, lang) + ' ' + TEXT[pickLang(lang)].online;
+  }
+
+  /** Full-jitter exponential backoff: uniform in [0, min(maxMs, baseMs * 2^attempt)). */
+  function backoffDelay(attempt, random, baseMs, maxMs) {
+    const cap = Math.min(maxMs || 30000, (baseMs || 500) * Math.pow(2, Math.max(0, attempt)));
+    return Math.floor((random || Math.random)() * cap);
+  }
+
+  /** Milliseconds to wait before reconnecting after a close, or -1 for never. */
+  function reconnectDelay(code, attempt, random) {
+    const rand = random || Math.random;
+    if (code === 4400) return -1; // our own message was bad: retrying would repeat it
+    if (code === 1001) return 100 + Math.floor(rand() * 1000); // back within leave_grace
+    if (code === 1013) return backoffDelay(Math.max(attempt, 4), rand); // overloaded
+    return backoffDelay(attempt, rand);
+  }
+
+  function deviceClass(width) {
+    if (width < 768) return 'mobile';
+    return width < 1024 ? 'tablet' : 'desktop';
+  }
+
+  function isEngaged(visible, lastInputAt, now) {
+    return Boolean(visible) && now - lastInputAt < ENGAGED_MS;
+  }
+
+  const utf8 = new TextEncoder();
+  const utf8Length = (text) => utf8.encode(text).length;
+
+  // Cut to whole characters: no half UTF-8 sequence or surrogate pair at the end.
+  function cutBytes(text, maxBytes) {
+    return new TextDecoder().decode(utf8.encode(text).slice(0, maxBytes)).replace(/\ufffd$/, '');
+  }
+
+  function cutChars(text, maxChars) {
+    return text.slice(0, maxChars).replace(/[\ud800-\udbff]$/, '');
+  }
+
+  /** Path plus query (the server drops what it does not keep), at most 512 bytes. */
+  function pagePath(pathname, search) {
+    let path = String(pathname || '/');
+    if (path[0] !== '/') path = '/' + path;
+    const query = search && search !== '?' ? String(search) : '';
+    const full = path + query;
+    return cutBytes(utf8Length(full) > MAX_PATH_BYTES ? path : full, MAX_PATH_BYTES);
+  }
+
+  function cleanTitle(title) {
+    return cutChars(String(title || '').replace(/[\u0000-\u001f\u007f]+/g, ' ').trim(), MAX_TITLE_CHARS);
+  }
+
+  function pageEntry(path, title, referrer) {
+    const page = { path: path, title: cleanTitle(title) };
+    if (referrer) page.referrer = cutBytes(String(referrer), MAX_PATH_BYTES);
+    return page;
+  }
+
+  function pagesKey(pages) {
+    return JSON.stringify(pages.map((p) => [p.path, p.title]));
+  }
+
+  /** The hello fields: also an HTTP beat's body. */
+  function helloFields(visitor, pages, engaged, resume, device) {
+    const fields = { visitor: visitor, pages: pages.slice(0, MAX_PAGES), engaged: Boolean(engaged), device: device };
+    if (resume) fields.resume = true;
+    return fields;
+  }
+
+  function buildBeat(engaged, pages) {
+    const beat = { type: 'beat', engaged: Boolean(engaged) };
+    if (pages) beat.pages = pages.slice(0, MAX_PAGES);
+    return beat;
+  }
+
+  /** JSON under maxBytes: cuts titles and referrers, then drops pages from the end. */
+  function encodeFrame(message, maxBytes) {
+    const msg = Object.assign({}, message);
+    let text = JSON.stringify(msg);
+    for (let step = 0; utf8Length(text) > (maxBytes || MAX_FRAME_BYTES) && msg.pages; step++) {
+      msg.pages = step < 2 ? msg.pages.map((p) => ({ path: p.path, title: cutChars(p.title, step ? 0 : 60) }))
+        : msg.pages.slice(0, -1);
+      text = JSON.stringify(msg);
+    }
+    return text;
+  }
+
+  function makeId(length, fillRandom) {
+    const bytes = new Uint8Array(length);
+    fillRandom(bytes);
+    let id = '';
+    for (let i = 0; i < length; i++) id += ID_CHARS[bytes[i] & 63];
+    return id;
+  }
+
+  /** The service's URL (with any path prefix) from the script's own src. */
+  function serviceBase(src) {
+    const match = /^(https?:\/\/[^?#]*?)\/widget\.js(?:[?#].*)?$/i.exec(String(src || ''));
+    return match ? match[1] : null;
+  }
+
+  /** Only same-site paths become links. */
+  function safeHref(path) {
+    return typeof path === 'string' && path[0] === '/' && path[1] !== '/' && path[1] !== '\\' ? path : '#';
+  }
+
+  const internals = {
+    VISITOR_RE, TEXT, pickLang, formatNumber, onlineText, backoffDelay, reconnectDelay, deviceClass,
+    isEngaged, utf8Length, pagePath, cleanTitle, pageEntry, pagesKey, helloFields,
+    buildBeat, encodeFrame, makeId, serviceBase, safeHref,
+  };
+  if (typeof module === 'object' && module && module.exports) module.exports = internals;
+  if (typeof window === 'undefined' || typeof document === 'undefined' || window.PortalPulse) return;
+
+  // ---- In the browser ----
+
+  // Nothing may throw into the portal's page.
+  function guard(fn) {
+    return function () {
+      try { return fn.apply(this, arguments); } catch (e) { return undefined; }
+    };
+  }
+
+  function findScript() {
+    const own = document.currentScript;
+    if (own && own.getAttribute('data-site')) return own;
+    // An async script may run with currentScript unset.
+    return [...document.querySelectorAll('script[data-site][src]')].reverse().find((s) => serviceBase(s.src));
+  }
+
+  const fillRandom = (bytes) => crypto.getRandomValues(bytes);
+
+  let memoryVisitor = null;
+  /** One id per browser, read each time so that tabs started together agree. */
+  function visitorId() {
+    try {
+      const stored = localStorage.getItem(VISITOR_KEY);
+      if (stored && VISITOR_RE.test(stored)) return stored;
+      const id = makeId(24, fillRandom);
+      localStorage.setItem(VISITOR_KEY, id);
+      return id;
+    } catch (e) {
+      return memoryVisitor || (memoryVisitor = makeId(24, fillRandom));
+    }
+  }
+
+  // -- View: the page's placeholders, or the widget's own box --
+
+  // In the style attribute and in :host, !important: page rules cannot hide the box.
+  const BOX_HOST = 'all:initial!important;display:block!important;position:fixed!important;' +
+    'right:12px!important;bottom:12px!important;z-index:2147483000!important;visibility:visible!important;' +
+    'opacity:1!important';
+  const LIVE_HOST = 'all:initial!important;position:absolute!important;clip:rect(0 0 0 0)!important';
+  const BOX_CSS = '.box{font:14px/1.4 system-ui,sans-serif;color:#1b1f24;background:#fff;' +
+    'border:1px solid #d0d7de;border-radius:8px;box-shadow:0 2px 8px #0003;padding:8px 12px;max-width:280px}' +
+    '.online{font-weight:600}.online:before{content:"";display:inline-block;width:8px;height:8px;' +
+    'border-radius:50%;background:#1a7f37;margin-right:6px}' +
+    '.stats,summary{font-size:12px;color:#57606a;cursor:pointer}' +
+    'ol{margin:4px 0 0;padding-left:18px;font-size:13px}a{color:#0b57d0}' +
+    '.sr{position:absolute;clip:rect(0 0 0 0)}';
+
+  function createView(lang) {
+    const text = TEXT[lang];
+    const drawn = new WeakMap(); // list -> what it shows: unchanged lists are not rebuilt
+    let box = null;
+    let live = null;
+    let announced = null;
+    let announcedAt = 0;
+    let last = null;
+
+    function el(tag, className, parent) {
+      const node = document.createElement(tag);
+      if (className) node.className = className;
+      if (parent) parent.appendChild(node);
+      return node;
+    }
+
+    function setText(node, value) {
+      if (node.textContent !== value) node.textContent = value;
+    }
+
+    function shadowHost(hostDeclarations, css) {
+      if (!document.body || !document.body.attachShadow) return null;
+      const host = el('div');
+      host.setAttribute('data-portalpulse-box', '');
+      host.setAttribute('style', hostDeclarations);
+      host.setAttribute('lang', lang);
+      const root = host.attachShadow({ mode: 'open' });
+      el('style', '', root).textContent = ':host{' + hostDeclarations + '}' + css;
+      document.body.appendChild(host);
+      return root;
+    }
+
+    function fillTrending(list, trending, limit) {
+      const items = (Array.isArray(trending) ? trending : []).slice(0, limit);
+      const key = JSON.stringify(items.map((t) => [t.path, t.title, t.readers]));
+      if (drawn.get(list) === key) return;
+      drawn.set(list, key);
+      const itemTag = /^(UL|OL)$/.test(list.tagName) ? 'li' : 'div';
+      const fragment = document.createDocumentFragment();
+      for (const item of items) {
+        const link = el('a', '', el(itemTag, '', fragment));
+        link.href = safeHref(item.path);
+        link.textContent = cleanTitle(item.title) || String(item.path);
+      }
+      list.textContent = '';
+      list.appendChild(fragment);
+    }
+
+    function drawBox() {
+      const root = shadowHost(BOX_HOST, BOX_CSS);
+      if (!root) return null;
+      const frame = el('div', 'box', root);
+      const count = el('div', 'online', frame);
+      const stats = el('div', 'stats', frame);
+      const details = el('details', '', frame);
+      el('summary', '', details).textContent = text.trending;
+      const list = el('ol', '', details);
+      const liveRegion = el('div', 'sr', frame);
+      return { count, stats, details, list, liveRegion };
+    }
+
+    function renderBox(s) {
+      setText(box.count, onlineText(s.online, lang));
+      const today = s.today && s.today.visits;
+      setText(box.stats, text.today + ': ' + formatNumber(today, lang) + ' · ' + text.total + ': ' +
+        formatNumber(s.total_visits, lang));
+      box.details.hidden = !(Array.isArray(s.trending) && s.trending.length);
+      fillTrending(box.list, s.trending, BOX_TRENDING);
+    }
+
+    function renderPlaceholders(s, nodes) {
+      for (const node of nodes) {
+        const kind = node.getAttribute('data-portalpulse');
+        if (kind === 'online') setText(node, formatNumber(s.online, lang));
+        else if (kind === 'today') setText(node, formatNumber(s.today && s.today.visits, lang));
+        else if (kind === 'total') setText(node, formatNumber(s.total_visits, lang));
+        else if (kind === 'trending') {
+          fillTrending(node, s.trending, parseInt(node.getAttribute('data-limit'), 10) || 10);
+        }
+      }
+    }
+
+    // The live region changes at most once a minute, not with every snapshot.
+    function announce(count) {
+      const now = Date.now();
+      if (count === announced || (announced !== null && now - announcedAt < ANNOUNCE_MS)) return;
+      if (!live) {
+        const root = box ? null : shadowHost(LIVE_HOST, '');
+        live = box ? box.liveRegion : root && el('div', '', root);
+        if (!live) return;
+        live.setAttribute('aria-live', 'polite');
+        live.setAttribute('role', 'status');
+      }
+      live.textContent = onlineText(count, lang);
+      announced = count;
+      announcedAt = now;
+    }
+
+    function render(s) {
+      if (!s || typeof s !== 'object') return;
+      last = s;
+      const nodes = document.querySelectorAll('[data-portalpulse]');
+      if (nodes.length) renderPlaceholders(s, nodes);
+      else if (!box && document.readyState !== 'loading') box = drawBox();
+      if (box) renderBox(s);
+      if (nodes.length || box) announce(Number(s.online) || 0);
+    }
+
+    // A snapshot that came before the page was parsed.
+    if (document.readyState === 'loading') {
+      document.addEventListener('DOMContentLoaded', guard(() => last && render(last)));
+    }
+    return { render };
+  }
+
+  // -- This tab: its page and engagement --
+
+  function createTab(onChange) {
+    let lastInputAt = -Infinity;
+    let idleTimer = 0;
+    const tab = {
+      page: pageEntry(pagePath(location.pathname, location.search), document.title, document.referrer),
+      engaged: false,
+    };
+
+    function refreshEngaged() {
+      const now = Date.now();
+      const engaged = isEngaged(document.visibilityState === 'visible', lastInputAt, now);
+      clearTimeout(idleTimer);
+      if (engaged) idleTimer = setTimeout(guard(refreshEngaged), lastInputAt + ENGAGED_MS - now + 50);
+      if (engaged !== tab.engaged) {
+        tab.engaged = engaged;
+        onChange();
+      }
+    }
+
+    // Input comes often: only note the time.
+    const onInput = guard(() => {
+      lastInputAt = Date.now();
+      if (!tab.engaged) refreshEngaged();
+    });
+    INPUT_EVENTS.forEach((name) => window.addEventListener(name, onInput, { capture: true, passive: true }));
+    document.addEventListener('visibilitychange', guard(refreshEngaged));
+
+    // SPA navigation is a new page; frameworks set the title just after.
+    const checkLocation = guard(() => {
+      const path = pagePath(location.pathname, location.search);
+      const title = cleanTitle(document.title);
+      if (path === tab.page.path && title === tab.page.title) return;
+      tab.page = pageEntry(path, title, path === tab.page.path ? tab.page.referrer : '');
+      onChange();
+    });
+    const later = () => setTimeout(checkLocation, 60);
+    ['pushState', 'replaceState'].forEach((name) => {
+      const original = history[name];
+      if (typeof original !== 'function') return;
+      history[name] = function () {
+        const result = original.apply(this, arguments);
+        guard(later)();
+        return result;
+      };
+    });
+    window.addEventListener('popstate', guard(later));
+    if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', checkLocation);
+    return tab;
+  }
+
+  // -- Tabs: one leader holds the only connection --
+
+  /** One session of this tab: the other tabs, the leader election, the transport. */
+  function start(site, base, view, tab) {
+    const wsUrl = base.replace(/^http/i, 'ws') + '/ws?site=' + encodeURIComponent(site);
+    const beatsUrl = base + '/api/v1/sites/' + encodeURIComponent(site) + '/beats';
+    const lockName = 'portalpulse:' + site;
+    const tabId = makeId(16, fillRandom);
+    const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(lockName) : null;
+    // Without Web Locks each tab connects on its own, for itself.
+    const locks = channel && navigator.locks && navigator.locks.request ? navigator.locks : null;
+    const others = new Map(); // the site's other tabs: id -> { page, engaged }
+    const releases = [];
+
+    let leader = false;
+    let stopped = false;
+    let closing = false;
+    let sawOthers = false; // then taking over is a resume: no new views
+    let sessionStarted = false; // the server has counted these pages already
+    let lastSnapshot = null;
+    let beatInterval = 15;
+    let socket = null;
+    let welcomed = false;
+    let attempt = 0;
+    let failedOpens = 0;
+    let httpMode = false;
+    let sentPagesKey = '';
+    let sentEngaged = false;
+    let lastBeatAt = 0;
+    const timers = { beat: 0, soon: 0, retry: 0 };
+
+    function post(message) {
+      if (channel && !closing) channel.postMessage(message);
+    }
+
+    function announceTab(ask) {
+      post({ k: 'tab', id: tabId, page: tab.page, engaged: tab.engaged, ask: ask });
+    }
+
+    function spokenFor() {
+      return locks ? [...others.entries()].sort().map((e) => e[1]) : [];
+    }
+
+    function allPages() {
+      return [tab.page].concat(spokenFor().map((t) => t.page)).slice(0, MAX_PAGES);
+    }
+
+    function anyEngaged() {
+      return tab.engaged || spokenFor().some((t) => t.engaged);
+    }
+
+    function publish(snapshot) {
+      if (!snapshot || typeof snapshot.online !== 'number') return;
+      lastSnapshot = snapshot;
+      view.render(snapshot);
+      if (leader) post({ k: 'snap', s: snapshot });
+    }
+
+    const onChannel = guard((event) => {
+      const m = event.data || {};
+      if (m.k === 'snap' && leader) return; // without locks every tab is its own leader
+      sawOthers = true;
+      if (m.k === 'snap') publish(m.s);
+      else if (m.k === 'gone') others.delete(m.id);
+      else if (m.k === 'tab' && m.page) {
+        others.set(m.id, { page: m.page, engaged: Boolean(m.engaged) });
+        if (m.ask) {
+          announceTab(false);
+          if (leader && lastSnapshot) publish(lastSnapshot);
+        }
+      }
+      changed();
+    });
+
+    // A tab that died silently no longer holds its own lock (taken before it first spoke).
+    function pruneTabs() {
+      if (!locks || !locks.query) return;
+      locks.query().then(guard((state) => {
+        const held = state.held.map((l) => l.name);
+        for (const id of others.keys()) if (!held.includes(lockName + ':tab:' + id)) others.delete(id);
+        changed();
+      }), () => {});
+    }
+
+    function hold(name, onGranted) {
+      return locks.request(name, () => new Promise((release) => {
+        releases.push(release);
+        onGranted();
+      }));
+    }
+
+    function campaign() {
+      if (!locks) {
+        announceTab(true);
+        return becomeLeader();
+      }
+      hold(lockName + ':tab:' + tabId, guard(() => announceTab(true))).catch(guard(() => announceTab(true)));
+      hold(lockName, guard(becomeLeader)).catch(guard(becomeLeader));
+    }
+
+    function becomeLeader() {
+      if (leader || closing) return;
+      leader = true;
+      connect();
+    }
+
+    // -- Transport: a WebSocket, or HTTP beats where it fails --
+
+    function hello(resume) {
+      const pages = allPages();
+      const fields = helloFields(visitorId(), pages, anyEngaged(), resume, deviceClass(window.innerWidth));
+      sentPagesKey = pagesKey(pages);
+      sentEngaged = fields.engaged;
+      lastBeatAt = Date.now();
+      return fields;
+    }
+
+    function send(message) {
+      if (socket && socket.readyState === 1) socket.send(encodeFrame(message));
+    }
+
+    function connect() {
+      clearTimeout(timers.retry);
+      if (closing || stopped) return;
+      if (typeof WebSocket !== 'function') return startHttp();
+      let opened = false;
+      let ws;
+      try {
+        ws = new WebSocket(wsUrl);
+      } catch (e) {
+        return closed(false, 1006);
+      }
+      socket = ws;
+      welcomed = false;
+      ws.onopen = guard(() => {
+        opened = true;
+        send(Object.assign({ type: 'hello' }, hello(sessionStarted || Boolean(locks && sawOthers))));
+      });
+      ws.onmessage = guard((event) => onServerMessage(JSON.parse(event.data)));
+      ws.onclose = guard((event) => {
+        if (socket !== ws) return;
+        socket = null;
+        welcomed = false;
+        closed(opened, event.code);
+      });
+    }
+
+    function onServerMessage(m) {
+      if (m.type === 'welcome') {
+        welcomed = true;
+        sessionStarted = true;
+        attempt = 0;
+        failedOpens = 0;
+        httpMode = false;
+        setBeatInterval(m.beat_interval);
+        scheduleBeat();
+        changed();
+      } else if (m.type === 'snapshot') {
+        publish(m);
+      }
+    }
+
+    function closed(opened, code) {
+      clearTimeout(timers.beat);
+      if (closing) return;
+      if (code === 4400) {
+        stopped = true;
+        return;
+      }
+      if (!opened) failedOpens += 1;
+      if (failedOpens >= 2) startHttp();
+      // While HTTP beats keep the count, retry WebSocket now and then.
+      const delay = httpMode ? 15000 + backoffDelay(10, Math.random, 500, 15000)
+        : reconnectDelay(code, attempt++, Math.random);
+      timers.retry = setTimeout(guard(connect), delay);
+    }
+
+    function setBeatInterval(seconds) {
+      if (seconds > 0) beatInterval = Math.min(Math.max(seconds, 1), 600);
+    }
+
+    function startHttp() {
+      if (httpMode) return;
+      httpMode = true;
+      postBeat();
+    }
+
+    function postBeat() {
+      // A changed page set counts as new views.
+      const resume = sessionStarted && pagesKey(allPages()) === sentPagesKey;
+      // A string body goes as text/plain: no CORS preflight.
+      fetch(beatsUrl, { method: 'POST', body: encodeFrame(hello(resume)) })
+        .then((response) => (response.ok ? response.json() : null))
+        .then(guard((snapshot) => {
+          if (!snapshot || !httpMode) return;
+          sessionStarted = true;
+          setBeatInterval(snapshot.beat_interval);
+          publish(snapshot);
+        }), () => {});
+      scheduleBeat();
+    }
+
+    function beatNow() {
+      clearTimeout(timers.soon);
+      timers.soon = 0;
+      if (closing) return;
+      if (welcomed) {
+        const pagesChanged = pagesKey(allPages()) !== sentPagesKey;
+        const fields = hello(false);
+        send(buildBeat(fields.engaged, pagesChanged ? fields.pages : null));
+        scheduleBeat();
+      } else if (httpMode) {
+        postBeat();
+      }
+      pruneTabs();
+    }
+
+    function scheduleBeat() {
+      clearTimeout(timers.beat);
+      timers.beat = setTimeout(guard(beatNow), beatInterval * 1000);
+    }
+
+    // Engagement or pages changed: beat at once, but not twice within BEAT_GAP_MS.
+    function changed() {
+      if (!leader || timers.soon || !(welcomed || httpMode)) return;
+      if (pagesKey(allPages()) === sentPagesKey && anyEngaged() === sentEngaged) return;
+      timers.soon = setTimeout(guard(beatNow), Math.max(0, lastBeatAt + BEAT_GAP_MS - Date.now()));
+    }
+
+    function tabChanged() {
+      announceTab(false);
+      changed();
+    }
+
+    function leave() {
+      if (closing) return;
+      post({ k: 'gone', id: tabId });
+      if (leader && !others.size && welcomed) send({ type: 'bye' });
+      else if (leader && !others.size && httpMode && sessionStarted) {
+        navigator.sendBeacon(beatsUrl, encodeFrame(Object.assign(hello(true), { bye: true })));
+      }
+      closing = true;
+      Object.values(timers).forEach(clearTimeout);
+      if (socket) socket.close(1000);
+      releases.forEach((release) => release());
+      if (channel) channel.close();
+    }
+
+    if (channel) channel.onmessage = onChannel;
+    campaign();
+
+    return {
+      leave: leave,
+      tabChanged: tabChanged,
+      snapshot: () => lastSnapshot,
+      status: () => ({
+        leader: leader,
+        transport: welcomed ? 'websocket' : httpMode ? 'http' : leader ? 'connecting' : 'follower',
+        tabs: others.size + 1,
+      }),
+    };
+  }
+
+  guard(() => {
+    const script = findScript();
+    const site = script && script.getAttribute('data-site');
+    const base = script && serviceBase(script.src);
+    if (!SITE_RE.test(site || '') || !base) return;
+    const view = createView(pickLang(script.getAttribute('data-lang')));
+    let widget = null;
+    const tab = createTab(guard(() => widget.tabChanged()));
+    widget = start(site, base, view, tab);
+    window.addEventListener('pagehide', guard(() => widget.leave()));
+    // Back from the back/forward cache.
+    window.addEventListener('pageshow', guard((event) => {
+      if (event.persisted) widget = start(site, base, view, tab);
+    }));
+    window.PortalPulse = Object.freeze({
+      snapshot: () => widget.snapshot(),
+      status: () => widget.status(),
+    });
+  })();
+})();
