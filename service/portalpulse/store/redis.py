@@ -123,7 +123,8 @@ class RedisStore(Store):
             calls = [self._args(batch) for batch in batches]
             pipe = client.pipeline(transaction=False)
             for keys, args in calls:
-                pipe.evalsha(self._sha, len(keys), *keys, *args)
+                # ClusterPipeline refuses .evalsha(); the raw command routes by its keys.
+                pipe.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
             results: list[Any] = await pipe.execute(raise_on_error=False)
             for index, result in enumerate(results):
                 if isinstance(result, NoScriptError) or (
