@@ -76,12 +76,15 @@ def free_port() -> int:
 def http_get(
     url: str, *, timeout: float = 2, headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (names in lower case) and body of a GET."""
     request = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, dict(response.headers), response.read()
+            answer = response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+        answer = error.code, error.headers, error.read()
+    status, message, body = answer
+    return status, {name.lower(): value for name, value in message.items()}, body
 
 
 def wait_until_answers(
@@ -195,3 +198,29 @@ def registered_metric_names() -> set[str]:
         names.update(family.name + suffix for suffix in suffixes.get(family.type, [""]))
         names.update(sample.name for sample in family.samples)
     return names
+
+
+def nginx_config_for_test(tmp_path: Path, *, upstream_port: int, listen_port: int) -> Path:
+    """deploy/nginx/portalpulse.conf inside a minimal nginx.conf that runs as
+    any user from `tmp_path`: the compose service names become loopback
+    addresses and port 80 a free port; nothing else changes."""
+    site = (DEPLOY / "nginx" / "portalpulse.conf").read_text()
+    replaced = re.sub(r"server portalpulse-\d:8000", f"server 127.0.0.1:{upstream_port}", site)
+    assert replaced.count(f"127.0.0.1:{upstream_port}") == 2, "expected two upstream replicas"
+    replaced = replaced.replace("listen 80;", f"listen 127.0.0.1:{listen_port};")
+    replaced = replaced.replace("listen [::]:80;", "")
+    (tmp_path / "portalpulse.conf").write_text(replaced)
+    conf = tmp_path / "nginx.conf"
+    temp_paths = " ".join(
+        f"{kind}_temp_path {tmp_path / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf.write_text(
+        f"pid {tmp_path / 'nginx.pid'};\n"
+        f"error_log {tmp_path / 'error.log'} info;\n"
+        "daemon off;\n"
+        "events {}\n"
+        f"http {{\n access_log {tmp_path / 'access.log'};\n {temp_paths}\n"
+        f" include {tmp_path / 'portalpulse.conf'};\n}}\n"
+    )
+    return conf

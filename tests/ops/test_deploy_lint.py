@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ops_support import DEPLOY, REPO, run_tool, tool
+from ops_support import DEPLOY, REPO, nginx_config_for_test, run_tool, tool
 
 KUBERNETES = DEPLOY / "kubernetes"
 KUBERNETES_VERSION = "1.30.0"  # the oldest minor the manifests promise to fit
@@ -74,32 +74,6 @@ def test_a_broken_manifest_is_refused(tmp_path: Path) -> None:
 def test_nginx_accepts_the_proxy_config(tmp_path: Path) -> None:
     conf = nginx_config_for_test(tmp_path, upstream_port=1, listen_port=1)
     run_tool(["nginx", "-t", "-p", str(tmp_path), "-c", str(conf)])
-
-
-def nginx_config_for_test(tmp_path: Path, *, upstream_port: int, listen_port: int) -> Path:
-    """deploy/nginx/portalpulse.conf inside a minimal nginx.conf that runs as
-    any user from `tmp_path`: the compose service names become loopback
-    addresses and port 80 a free port; nothing else changes."""
-    site = (DEPLOY / "nginx" / "portalpulse.conf").read_text()
-    replaced = re.sub(r"server portalpulse-\d:8000", f"server 127.0.0.1:{upstream_port}", site)
-    assert replaced.count(f"127.0.0.1:{upstream_port}") == 2, "expected two upstream replicas"
-    replaced = replaced.replace("listen 80;", f"listen 127.0.0.1:{listen_port};")
-    replaced = replaced.replace("listen [::]:80;", "")
-    (tmp_path / "portalpulse.conf").write_text(replaced)
-    conf = tmp_path / "nginx.conf"
-    temp_paths = " ".join(
-        f"{kind}_temp_path {tmp_path / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    conf.write_text(
-        f"pid {tmp_path / 'nginx.pid'};\n"
-        f"error_log {tmp_path / 'error.log'} info;\n"
-        "daemon off;\n"
-        "events {}\n"
-        f"http {{\n access_log {tmp_path / 'access.log'};\n {temp_paths}\n"
-        f" include {tmp_path / 'portalpulse.conf'};\n}}\n"
-    )
-    return conf
 
 
 # --- what the files promise ---------------------------------------------------
