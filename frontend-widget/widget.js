@@ -13,6 +13,7 @@
   const MAX_TITLE_CHARS = 200;
   const BEAT_GAP_MS = 250; // the server allows 10 messages a second
   const ANNOUNCE_MS = 60000;
+  const SETTLE_MS = 2000;
   const BOX_TRENDING = 5;
   const INPUT_EVENTS = ['scroll', 'keydown', 'pointerdown', 'pointermove', 'touchstart', 'wheel'];
 
@@ -203,8 +204,8 @@
     const drawn = new WeakMap(); // list -> what it shows: unchanged lists are not rebuilt
     let box = null;
     let live = null;
-    let announced = null;
-    let announcedAt = 0;
+    let announceTimer = 0;
+    let announcedAt = -ANNOUNCE_MS;
     let last = null;
 
     function el(tag, className, parent) {
@@ -280,20 +281,21 @@
       }
     }
 
-    // The live region changes at most once a minute, not with every snapshot.
-    function announce(count) {
-      const now = Date.now();
-      if (count === announced || (announced !== null && now - announcedAt < ANNOUNCE_MS)) return;
-      if (!live) {
-        const root = box ? null : shadowHost(LIVE_HOST, '');
-        live = box ? box.liveRegion : root && el('div', '', root);
-        if (!live) return;
-        live.setAttribute('aria-live', 'polite');
-        live.setAttribute('role', 'status');
-      }
-      live.textContent = onlineText(count, lang);
-      announced = count;
-      announcedAt = now;
+    // The live region is written at most once a minute (the first time once the count
+    // has settled), with the latest count: a screen reader is not told every snapshot.
+    function announce() {
+      if (announceTimer) return;
+      announceTimer = setTimeout(guard(() => {
+        announceTimer = 0;
+        if (!live) {
+          const root = box ? null : shadowHost(LIVE_HOST, '');
+          live = box ? box.liveRegion : root && el('div', '', root);
+          live.setAttribute('aria-live', 'polite');
+          live.setAttribute('role', 'status');
+        }
+        setText(live, onlineText(last.online, lang));
+        announcedAt = Date.now();
+      }), Math.max(SETTLE_MS, announcedAt + ANNOUNCE_MS - Date.now()));
     }
 
     function render(s) {
@@ -303,7 +305,7 @@
       if (nodes.length) renderPlaceholders(s, nodes);
       else if (!box && document.readyState !== 'loading') box = drawBox();
       if (box) renderBox(s);
-      if (nodes.length || box) announce(Number(s.online) || 0);
+      if (nodes.length || box) announce();
     }
 
     // A snapshot that came before the page was parsed.
@@ -553,6 +555,7 @@
     }
 
     function postBeat() {
+      scheduleBeat();
       // A changed page set counts as new views.
       const resume = sessionStarted && pagesKey(allPages()) === sentPagesKey;
       // A string body goes as text/plain: no CORS preflight.
@@ -562,9 +565,9 @@
           if (!snapshot || !httpMode) return;
           sessionStarted = true;
           setBeatInterval(snapshot.beat_interval);
+          scheduleBeat();
           publish(snapshot);
         }), () => {});
-      scheduleBeat();
     }
 
     function beatNow() {

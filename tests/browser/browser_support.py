@@ -1,0 +1,46 @@
+"""What the widget's browser tests share: Chromium's flags, the service's timing, a portal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# Short intervals (CONTRACT §2), so that the bounds the tests check are short too.
+BEAT_INTERVAL = 2
+PRESENCE_TTL = 4
+LEAVE_GRACE = 1
+PUSH_INTERVAL = 0.5
+TOTAL_OFFSET = 12_345_000
+SITES = ("tabs", "second", "takeover", "hostile", "english", "fallback", "trending", "portal")
+
+
+
+@dataclass
+class Portal:
+    """A portal's web server: tests put pages on it, each embedding the widget."""
+
+    url: str
+    service_url: str
+    pages: dict[str, str] = field(default_factory=dict)
+
+    def page(self, path: str, site: str, *, title: str = "Tin tức", body: str = "",
+             head: str = "", lang: str | None = None) -> str:
+        """Publish an HTML page at `path` that embeds the widget; returns its URL."""
+        lang_attr = f' data-lang="{lang}"' if lang else ""
+        self.pages[path] = (
+            "<!doctype html><html lang=vi><head><meta charset=utf-8>"
+            f"<title>{title}</title>{head}"
+            f'<script src="{self.service_url}/widget.js" data-site="{site}"{lang_attr} async>'
+            f"</script></head><body><h1 id=headline>Cổng thông tin</h1>{body}</body></html>"
+        )
+        return self.url + path
