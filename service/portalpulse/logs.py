@@ -23,9 +23,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class _DenialNotAnError(logging.Filter):
+    """uvicorn's websockets-sansio logs an error after every refused handshake sent
+    as an HTTP response (our 403/404 with a JSON body), though nothing went wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("ASGI callable returned without completing")
+
+
 def setup_logging(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(_DenialNotAnError())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ops_support import DEPLOY, REPO, nginx_config_for_test, run_tool, tool
+from ops_support import DEPLOY, REPO, dockerignore_excludes, nginx_config_for_test, run_tool, tool
 
 KUBERNETES = DEPLOY / "kubernetes"
 KUBERNETES_VERSION = "1.30.0"  # the oldest minor the manifests promise to fit
@@ -164,43 +164,6 @@ def test_dockerfile_runs_one_process_as_a_non_root_user() -> None:
     assert "--workers" not in text.split("HEALTHCHECK")[1]
     healthcheck = text[text.index("HEALTHCHECK") :]
     assert "/healthz" in healthcheck.split("\n\n")[0] and "curl" not in healthcheck
-
-
-def dockerignore_excludes(patterns: list[str], path: str) -> bool:
-    """Docker's rule: the last pattern matching the path or one of its
-    parent directories decides; `!` re-includes; `**` spans directories."""
-    excluded = False
-    parts = path.split("/")
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    for raw in patterns:
-        negate = raw.startswith("!")
-        pattern = raw[1:] if negate else raw
-        pattern = pattern.strip("/")
-        regex = ""
-        i = 0
-        while i < len(pattern):
-            if pattern.startswith("**/", i):
-                regex += "(?:.*/)?"
-                i += 3
-            elif pattern.startswith("**", i):
-                regex += ".*"
-                i += 2
-            elif pattern[i] == "*":
-                regex += "[^/]*"
-                i += 1
-            elif pattern[i] == "?":
-                regex += "[^/]"
-                i += 1
-            elif pattern[i] == "[":
-                end = pattern.index("]", i)
-                regex += pattern[i : end + 1]
-                i = end + 1
-            else:
-                regex += re.escape(pattern[i])
-                i += 1
-        if any(re.fullmatch(regex, candidate) for candidate in candidates):
-            excluded = not negate
-    return excluded
 
 
 def test_dockerignore_sends_what_the_build_copies_and_nothing_else() -> None:
