@@ -14,38 +14,10 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from browser_support import (
-    BEAT_INTERVAL,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    LEAVE_GRACE,
-    PRESENCE_TTL,
-    PUSH_INTERVAL,
-    SITES,
-    TOTAL_OFFSET,
-    Portal,
-)
+from browser_support import CHROMIUM, CHROMIUM_ARGS, Portal, service_config
 from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
 
 from support.processes import Service, free_port, write_config
-
-
-def service_config() -> str:
-    lines = [
-        "[server]",
-        f"beat_interval = {BEAT_INTERVAL}",
-        f"presence_ttl = {PRESENCE_TTL}",
-        f"leave_grace = {LEAVE_GRACE}",
-        f"push_interval = {PUSH_INTERVAL}",
-    ]
-    for site in SITES:
-        lines += [
-            f"[sites.{site}]",
-            f'name = "Cổng thông tin {site}"',
-            'origins = ["*"]',
-            f"total_visits_offset = {TOTAL_OFFSET}",
-        ]
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
-from browser_support import LEAVE_GRACE, PRESENCE_TTL, PUSH_INTERVAL, TOTAL_OFFSET, Portal
+from browser_support import (
+    BEAT_INTERVAL,
+    LEAVE_GRACE,
+    PRESENCE_TTL,
+    PUSH_INTERVAL,
+    TOTAL_OFFSET,
+    Portal,
+    service_config,
+)
 from playwright.sync_api import BrowserContext, Page, WebSocket, expect
 
-from support.processes import Service, free_port
+from support.processes import Service, free_port, write_config
 
 pytestmark = pytest.mark.browser
 
@@ -129,6 +138,13 @@ def test_closing_the_leader_tab_hands_over_without_a_dip(
     [new_leader] = leaders(rest)
     assert new_leader.evaluate("PortalPulse.status().transport") == "websocket"
 
+    # When the browser's last tab closes, its reader leaves within the contract's bound.
+    for tab in rest:
+        tab.close()
+    left_at = time.monotonic()
+    wait_for_text([other], ONE, timeout=LEAVE_GRACE + PUSH_INTERVAL + 1 + 1)
+    assert time.monotonic() - left_at <= LEAVE_GRACE + PUSH_INTERVAL + 1
+
 
 def test_hostile_page_css_cannot_hide_the_box(new_context: NewContext, portal: Portal) -> None:
     # Everything the portal draws is hidden and shrunk to font-size 0. (A rule that hid
@@ -227,3 +243,31 @@ def test_portal_placeholders_show_the_numbers(new_context: NewContext, portal: P
     page.evaluate("history.pushState({}, '', '/portal/spa.html'); document.title = 'Trang mới'")
     expect(page.locator('#hot li a[href="/portal/spa.html"]')).to_have_text("Trang mới",
                                                                            timeout=5000)
+
+
+def test_readers_come_back_after_the_service_restarts(
+    new_context: NewContext, portal: Portal, tmp_path: Path
+) -> None:
+    own = Service(port=free_port(), config=write_config(tmp_path / "pulse.toml", service_config()),
+                  data_dir=tmp_path / "data")
+    own.start()
+    try:
+        sockets: list[WebSocket] = []
+        url = portal.page("/restart/a.html", "restart", service_url=own.base)
+        page = open_tab(new_context(), url, sockets)
+        expect(online_line(page)).to_have_text(ONE, timeout=5000)
+
+        own.stop()  # SIGTERM: the service closes its WebSockets with 1001
+        own.start()
+        back_at = time.monotonic()
+        # Over a new WebSocket or HTTP beats, the open page is counted again by itself.
+        while own.stats("restart")["online"] != 1:
+            assert time.monotonic() - back_at < BEAT_INTERVAL + PUSH_INTERVAL + 2, "not back"
+            time.sleep(0.1)
+        other = open_tab(new_context(), portal.page("/restart/b.html", "restart",
+                                                    service_url=own.base))
+        wait_for_text([page, other], TWO, timeout=5)
+        assert len(sockets) >= 2  # it did try WebSocket again
+    finally:
+        own.stop()
+    assert "Traceback" not in own.logs()
