@@ -26,6 +26,12 @@ class PulseServer(uvicorn.Server):
     """uvicorn, but on shutdown our WebSockets close with 1001 (uvicorn's own
     shutdown would send 1012) and the store hears who left, before sockets drop."""
 
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal after a graceful stop; a drained stop is a
+        # clean exit (status 0) for process supervisors.
+        self._captured_signals.clear()
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         app = self.config.loaded_app
         pulse = _find_pulse(app)

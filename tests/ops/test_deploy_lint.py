@@ -72,7 +72,7 @@ def test_a_broken_manifest_is_refused(tmp_path: Path) -> None:
 
 
 def test_nginx_accepts_the_proxy_config(tmp_path: Path) -> None:
-    conf = nginx_config_for_test(tmp_path, upstream_port=1, listen_port=1)
+    conf = nginx_config_for_test(tmp_path, upstream_ports=(1, 2), listen_port=1)
     run_tool(["nginx", "-t", "-p", str(tmp_path), "-c", str(conf)])
 
 

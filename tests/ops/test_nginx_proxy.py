@@ -32,7 +32,9 @@ def nginx(tmp_path: Path, service: RunningService) -> Iterator[str]:
     port = free_port()
     root = tmp_path / "nginx"
     root.mkdir()
-    conf = nginx_config_for_test(root, upstream_port=service.port, listen_port=port)
+    conf = nginx_config_for_test(
+        root, upstream_ports=(service.port, service.port), listen_port=port
+    )
     log = root / "nginx.out"
     with log.open("wb") as out:
         process = subprocess.Popen(

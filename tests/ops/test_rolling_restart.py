@@ -1,0 +1,148 @@
+"""A rolling restart as deployed: two replicas on one Redis behind the
+shipped nginx config. Stopping the replica that holds a visitor closes it
+with 1001; the visitor reconnects through nginx to the other replica, and the
+site's online count never dips (docs/OPERATIONS.md, "Rolling updates")."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from ops_support import (
+    HELLO,
+    RunningService,
+    free_port,
+    http_get,
+    nginx_config_for_test,
+    start_redis,
+    start_service,
+    stop,
+    tool,
+    wait_until_answers,
+)
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+pytestmark = pytest.mark.slow
+
+RESUME = json.dumps({**json.loads(HELLO), "resume": True})
+
+
+@dataclass
+class Stack:
+    replicas: list[RunningService]
+    nginx: str
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        redis_url, redis = start_redis(tmp_path)
+        started.append(redis)
+        replicas = []
+        for _ in range(2):
+            replica = start_service(tmp_path, redis_url=redis_url)
+            started.append(replica.process)
+            replicas.append(replica)
+        port = free_port()
+        root = tmp_path / "nginx"
+        root.mkdir()
+        conf = nginx_config_for_test(
+            root, upstream_ports=(replicas[0].port, replicas[1].port), listen_port=port
+        )
+        log = root / "nginx.out"
+        with log.open("wb") as out:
+            nginx = subprocess.Popen(
+                [tool("nginx"), "-p", str(root), "-c", str(conf)], stdout=out, stderr=out
+            )
+        started.append(nginx)
+        wait_until_answers(f"http://127.0.0.1:{port}/nginx-health", nginx, log, within=15)
+        yield Stack(replicas=replicas, nginx=f"127.0.0.1:{port}")
+    finally:
+        for process in reversed(started):
+            stop(process)
+
+
+def open_connections(replica: RunningService) -> float:
+    _, _, body = http_get(f"{replica.base_url}/metrics", timeout=5)
+    lines = re.findall(r"^portalpulse_connections\{[^}]*\} (\S+)$", body.decode(), re.M)
+    return sum(float(value) for value in lines)
+
+
+def online(replica: RunningService) -> int:
+    status, _, body = http_get(f"{replica.base_url}/api/v1/sites/demo/stats", timeout=5)
+    assert status == 200, body
+    return int(json.loads(body)["online"])
+
+
+def wait_for_online(websocket: ClientConnection, expected: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        frame = json.loads(websocket.recv(timeout=10))
+        if frame["type"] == "snapshot" and frame["online"] == expected:
+            return
+    pytest.fail(f"no snapshot with online == {expected} within 10 s")
+
+
+def open_visitor(stack: Stack, hello: str) -> ClientConnection:
+    websocket = connect(
+        f"ws://{stack.nginx}/ws?site=demo",
+        additional_headers={"Origin": "http://localhost:8000"},
+        open_timeout=10,
+    )
+    websocket.send(hello)
+    return websocket
+
+
+def test_stopping_a_replica_loses_no_visitor(stack: Stack) -> None:
+    websocket = open_visitor(stack, HELLO)
+    try:
+        wait_for_online(websocket, 1)
+        holding = [r for r in stack.replicas if open_connections(r) == 1]
+        assert len(holding) == 1, [open_connections(r) for r in stack.replicas]
+        (stopped,) = holding
+        (survivor,) = [r for r in stack.replicas if r is not stopped]
+        assert online(survivor) == 1, "the other replica reads the same count from Redis"
+
+        # Watch the count on the surviving replica through the handover and
+        # past leave_grace (5 s) + push_interval (1 s).
+        seen: list[int] = []
+        watching = threading.Event()
+        watching.set()
+
+        def watch() -> None:
+            while watching.is_set():
+                seen.append(online(survivor))
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            stopped.process.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    websocket.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+            assert stopped.process.wait(timeout=15) == 0
+
+            # The widget comes back at once (resume: no new view), through nginx.
+            websocket = open_visitor(stack, RESUME)
+            wait_for_online(websocket, 1)
+            assert open_connections(survivor) == 1
+            time.sleep(8)
+        finally:
+            watching.clear()
+            watcher.join(timeout=10)
+        assert len(seen) > 20
+        assert set(seen) == {1}, f"the online count dipped during the restart: {seen}"
+    finally:
+        websocket.close()
