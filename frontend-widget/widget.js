@@ -32,9 +32,8 @@
 
   /** 12.345.678 (vi-VN) or 12,345,678 (en), without needing Intl. */
   function formatNumber(value, lang) {
-    let n = Math.round(Number(value));
-    if (!Number.isFinite(n) || Math.abs(n) > Number.MAX_SAFE_INTEGER) n = 0;
-    return String(n).replace(/\B(?=(\d{3})+$)/g, TEXT[pickLang(lang)].sep);
+    const n = Math.round(Number(value));
+    return String(Number.isFinite(n) ? n : 0).replace(/\B(?=(\d{3})+$)/g, TEXT[pickLang(lang)].sep);
   }
 
   function onlineText(count, lang) {
@@ -42,14 +41,12 @@
   }
 
   /** Full-jitter exponential backoff: uniform in [0, min(maxMs, baseMs * 2^attempt)). */
-  function backoffDelay(attempt, random, baseMs, maxMs) {
-    const cap = Math.min(maxMs || 30000, (baseMs || 500) * Math.pow(2, Math.max(0, attempt)));
-    return Math.floor((random || Math.random)() * cap);
+  function backoffDelay(attempt, random = Math.random, baseMs = 500, maxMs = 30000) {
+    return Math.floor(random() * Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt)));
   }
 
   /** Milliseconds to wait before reconnecting after a close, or -1 for never. */
-  function reconnectDelay(code, attempt, random) {
-    const rand = random || Math.random;
+  function reconnectDelay(code, attempt, rand = Math.random) {
     if (code === 4400) return -1; // our own message was bad: retrying would repeat it
     if (code === 1001) return 100 + Math.floor(rand() * 1000); // back within leave_grace
     if (code === 1013) return backoffDelay(Math.max(attempt, 4), rand); // overloaded
@@ -126,11 +123,7 @@
   }
 
   function makeId(length, fillRandom) {
-    const bytes = new Uint8Array(length);
-    fillRandom(bytes);
-    let id = '';
-    for (let i = 0; i < length; i++) id += ID_CHARS[bytes[i] & 63];
-    return id;
+    return Array.from(fillRandom(new Uint8Array(length)), (byte) => ID_CHARS[byte & 63]).join('');
   }
 
   /** The service's URL (with any path prefix) from the script's own src. */
@@ -149,15 +142,15 @@
     isEngaged, utf8Length, pagePath, cleanTitle, pageEntry, pagesKey, helloFields,
     buildBeat, encodeFrame, makeId, serviceBase, safeHref,
   };
-  if (typeof module === 'object' && module && module.exports) module.exports = internals;
-  if (typeof window === 'undefined' || typeof document === 'undefined' || window.PortalPulse) return;
+  if (typeof module === 'object' && module.exports) module.exports = internals;
+  if (typeof document === 'undefined' || window.PortalPulse) return;
 
   // ---- In the browser ----
 
   // Nothing may throw into the portal's page.
   function guard(fn) {
     return function () {
-      try { return fn.apply(this, arguments); } catch (e) { return undefined; }
+      try { return fn.apply(this, arguments); } catch (e) { /* the page goes on */ }
     };
   }
 
@@ -188,8 +181,7 @@
 
   // In the style attribute and in :host, !important: page rules cannot hide the box.
   const BOX_HOST = 'all:initial!important;display:block!important;position:fixed!important;' +
-    'right:12px!important;bottom:12px!important;z-index:2147483000!important;visibility:visible!important;' +
-    'opacity:1!important';
+    'right:12px!important;bottom:12px!important;z-index:2147483000!important';
   const LIVE_HOST = 'all:initial!important;position:absolute!important;clip:rect(0 0 0 0)!important';
   const BOX_CSS = '.box{font:14px/1.4 system-ui,sans-serif;color:#1b1f24;background:#fff;' +
     'border:1px solid #d0d7de;border-radius:8px;box-shadow:0 2px 8px #0003;padding:8px 12px;max-width:280px}' +
@@ -201,7 +193,7 @@
 
   function createView(lang) {
     const text = TEXT[lang];
-    const drawn = new WeakMap(); // list -> what it shows: unchanged lists are not rebuilt
+    const drawn = new WeakMap(); // list -> its pagesKey: unchanged lists are not rebuilt
     let box = null;
     let live = null;
     let announceTimer = 0;
@@ -233,7 +225,7 @@
 
     function fillTrending(list, trending, limit) {
       const items = (Array.isArray(trending) ? trending : []).slice(0, limit);
-      const key = JSON.stringify(items.map((t) => [t.path, t.title, t.readers]));
+      const key = pagesKey(items);
       if (drawn.get(list) === key) return;
       drawn.set(list, key);
       const itemTag = /^(UL|OL)$/.test(list.tagName) ? 'li' : 'div';
@@ -281,8 +273,8 @@
       }
     }
 
-    // The live region is written at most once a minute (the first time once the count
-    // has settled), with the latest count: a screen reader is not told every snapshot.
+    // The live region gets the latest count at most once a minute (first once it settled):
+    // a screen reader is not told every snapshot.
     function announce() {
       if (announceTimer) return;
       announceTimer = setTimeout(guard(() => {
@@ -363,7 +355,6 @@
       };
     });
     window.addEventListener('popstate', guard(later));
-    if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', checkLocation);
     return tab;
   }
 
@@ -463,7 +454,8 @@
         announceTab(true);
         return becomeLeader();
       }
-      hold(lockName + ':tab:' + tabId, guard(() => announceTab(true))).catch(guard(() => announceTab(true)));
+      const arrive = guard(() => announceTab(true));
+      hold(lockName + ':tab:' + tabId, arrive).catch(arrive);
       hold(lockName, guard(becomeLeader)).catch(guard(becomeLeader));
     }
 
@@ -540,7 +532,7 @@
       if (failedOpens >= 2) startHttp();
       // While HTTP beats keep the count, retry WebSocket now and then.
       const delay = httpMode ? 15000 + backoffDelay(10, Math.random, 500, 15000)
-        : reconnectDelay(code, attempt++, Math.random);
+        : reconnectDelay(code, attempt++);
       timers.retry = setTimeout(guard(connect), delay);
     }
 
@@ -626,7 +618,6 @@
       status: () => ({
         leader: leader,
         transport: welcomed ? 'websocket' : httpMode ? 'http' : leader ? 'connecting' : 'follower',
-        tabs: others.size + 1,
       }),
     };
   }
