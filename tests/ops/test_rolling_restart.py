@@ -93,56 +93,87 @@ def wait_for_online(websocket: ClientConnection, expected: int) -> None:
     pytest.fail(f"no snapshot with online == {expected} within 10 s")
 
 
-def open_visitor(stack: Stack, hello: str) -> ClientConnection:
-    websocket = connect(
+def open_visitor(stack: Stack) -> ClientConnection:
+    """A widget connection through nginx (use it in a `with` block)."""
+    return connect(
         f"ws://{stack.nginx}/ws?site=demo",
         additional_headers={"Origin": "http://localhost:8000"},
         open_timeout=10,
     )
-    websocket.send(hello)
-    return websocket
+
+
+def holding_and_other(stack: Stack) -> tuple[RunningService, RunningService]:
+    """(the replica that holds the one connection, the other one)."""
+    holding = [r for r in stack.replicas if open_connections(r) == 1]
+    assert len(holding) == 1, [open_connections(r) for r in stack.replicas]
+    (other,) = [r for r in stack.replicas if r is not holding[0]]
+    assert online(other) == 1, "the other replica reads the same count from Redis"
+    return holding[0], other
+
+
+def stop_and_expect_1001(replica: RunningService, websocket: ClientConnection) -> None:
+    replica.process.send_signal(signal.SIGTERM)
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            websocket.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert replica.process.wait(timeout=15) == 0
+
+
+class CountWatcher:
+    """Reads a replica's online count every 0.2 s in a thread."""
+
+    def __init__(self, replica: RunningService) -> None:
+        self.seen: list[tuple[float, int]] = []
+        self._running = threading.Event()
+        self._running.set()
+        self._thread = threading.Thread(target=self._watch, args=(replica,))
+
+    def _watch(self, replica: RunningService) -> None:
+        while self._running.is_set():
+            self.seen.append((time.monotonic(), online(replica)))
+            time.sleep(0.2)
+
+    def __enter__(self) -> CountWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._running.clear()
+        self._thread.join(timeout=10)
 
 
 def test_stopping_a_replica_loses_no_visitor(stack: Stack) -> None:
-    websocket = open_visitor(stack, HELLO)
-    try:
+    with open_visitor(stack) as websocket:
+        websocket.send(HELLO)
         wait_for_online(websocket, 1)
-        holding = [r for r in stack.replicas if open_connections(r) == 1]
-        assert len(holding) == 1, [open_connections(r) for r in stack.replicas]
-        (stopped,) = holding
-        (survivor,) = [r for r in stack.replicas if r is not stopped]
-        assert online(survivor) == 1, "the other replica reads the same count from Redis"
-
-        # Watch the count on the surviving replica through the handover and
-        # past leave_grace (5 s) + push_interval (1 s).
-        seen: list[int] = []
-        watching = threading.Event()
-        watching.set()
-
-        def watch() -> None:
-            while watching.is_set():
-                seen.append(online(survivor))
-                time.sleep(0.2)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
-            stopped.process.send_signal(signal.SIGTERM)
-            with pytest.raises(ConnectionClosed) as closed:
-                while True:
-                    websocket.recv(timeout=10)
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
-            assert stopped.process.wait(timeout=15) == 0
-
+        stopped, survivor = holding_and_other(stack)
+        # Watch through the handover and past leave_grace (5 s) + push_interval (1 s).
+        with CountWatcher(survivor) as watcher:
+            stop_and_expect_1001(stopped, websocket)
             # The widget comes back at once (resume: no new view), through nginx.
-            websocket = open_visitor(stack, RESUME)
-            wait_for_online(websocket, 1)
-            assert open_connections(survivor) == 1
-            time.sleep(8)
-        finally:
-            watching.clear()
-            watcher.join(timeout=10)
-        assert len(seen) > 20
-        assert set(seen) == {1}, f"the online count dipped during the restart: {seen}"
-    finally:
-        websocket.close()
+            with open_visitor(stack) as again:
+                again.send(RESUME)
+                wait_for_online(again, 1)
+                assert open_connections(survivor) == 1
+                time.sleep(8)
+    counts = [count for _, count in watcher.seen]
+    assert len(counts) > 20
+    assert set(counts) == {1}, f"the online count dipped during the restart: {counts}"
+
+
+def test_a_visitor_that_does_not_come_back_leaves(stack: Stack) -> None:
+    """The other side of the same bound: without a reconnect the count drops
+    within leave_grace + push_interval + 1 s (CONTRACT §2)."""
+    with open_visitor(stack) as websocket:
+        websocket.send(HELLO)
+        wait_for_online(websocket, 1)
+        stopped, survivor = holding_and_other(stack)
+        with CountWatcher(survivor) as watcher:
+            stop_and_expect_1001(stopped, websocket)
+            closed_at = time.monotonic()
+            time.sleep(9)
+    after = [(at - closed_at, count) for at, count in watcher.seen if at > closed_at]
+    assert after[-1][1] == 0, after
+    left_at = next(at for at, count in after if count == 0)
+    assert left_at <= 5 + 1 + 1, after
