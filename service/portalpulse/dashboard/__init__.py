@@ -1,0 +1,29 @@
+"""The editors' live dashboard: sign-in with tokens, the page, its socket, history.
+
+The app adds `routes()` to its own; the CLI adds `portalpulse token` with
+`add_token_command` and runs it with `run_token_command`.
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from . import assets, feed, pages
+from .tokens import add_token_command, run_token_command
+
+__all__ = ["add_token_command", "routes", "run_token_command"]
+
+
+def routes() -> list[BaseRoute]:
+    """Every dashboard endpoint; nothing here answers with data without a session."""
+    return [
+        Route("/dashboard", pages.home_without_slash, methods=["GET"]),
+        Route("/dashboard/", pages.home, methods=["GET"]),
+        Route("/dashboard/login", pages.get_login, methods=["GET"]),
+        Route("/dashboard/login", pages.post_login, methods=["POST"]),
+        Route("/dashboard/logout", pages.logout, methods=["GET", "POST"]),
+        Route("/dashboard/api/session", pages.whoami, methods=["GET"]),
+        Route("/dashboard/static/{path:path}", assets.static_file, methods=["GET"]),
+        WebSocketRoute("/dashboard/ws", feed.dashboard_socket),
+        Route("/api/v1/sites/{site}/history", feed.get_history, methods=["GET"]),
+    ]

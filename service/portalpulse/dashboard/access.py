@@ -1,0 +1,123 @@
+"""Who may see the dashboard: this process's signer and sign-in limiter, and the
+session of a request or a WebSocket handshake."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+
+from ..config import DashboardSettings, Settings
+from .ratelimit import FailureLimiter
+from .sessions import COOKIE_NAME, Session, SessionSigner
+
+if TYPE_CHECKING:
+    from ..app import Pulse
+
+log = logging.getLogger("portalpulse.dashboard")
+
+
+@dataclass(slots=True)
+class DashboardAccess:
+    """One process's dashboard access state (kept on `app.state.dashboard_access`)."""
+
+    settings: Settings
+    signer: SessionSigner
+    limiter: FailureLimiter
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DashboardAccess:
+        secret = settings.dashboard.session_secret
+        if secret is None:
+            log.warning(
+                "dashboard.session_secret is not set: using a random one for this process, "
+                "so editors' sessions do not survive a restart and do not work across "
+                "instances or workers; set [dashboard] session_secret"
+            )
+            secret = SessionSigner.random_secret()
+        return cls(settings, SessionSigner(secret), FailureLimiter())
+
+    def new_session(self, sites: frozenset[str], now: float) -> Session:
+        return Session(sites, now + self.settings.dashboard.session_hours * 3600)
+
+
+def pulse_of(conn: HTTPConnection) -> Pulse:
+    pulse: Pulse = conn.app.state.pulse
+    return pulse
+
+
+def access_of(conn: HTTPConnection) -> DashboardAccess:
+    """This app's access state, made on first use from the app's settings."""
+    state = conn.app.state
+    access: DashboardAccess | None = getattr(state, "dashboard_access", None)
+    if access is None:
+        access = DashboardAccess.from_settings(pulse_of(conn).settings)
+        state.dashboard_access = access
+    return access
+
+
+def session_of(conn: HTTPConnection) -> Session | None:
+    """The valid session the request's cookie carries, if any."""
+    return access_of(conn).signer.verify(conn.cookies.get(COOKIE_NAME), time.time())
+
+
+def client_address(conn: HTTPConnection) -> str:
+    # uvicorn already replaced this with X-Forwarded-For's client behind a trusted proxy.
+    return conn.client.host if conn.client else "unknown"
+
+
+def is_https(conn: HTTPConnection) -> bool:
+    if conn.url.scheme in ("https", "wss"):
+        return True
+    forwarded = conn.headers.get("x-forwarded-proto", "")
+    return forwarded.split(",")[0].strip().lower() == "https"
+
+
+def wants_secure_cookie(conn: HTTPConnection, dashboard: DashboardSettings) -> bool:
+    if dashboard.secure_cookie == "true":
+        return True
+    if dashboard.secure_cookie == "false":
+        return False
+    return is_https(conn)
+
+
+def set_session_cookie(
+    response: Response, conn: HTTPConnection, access: DashboardAccess, session: Session
+) -> None:
+    response.set_cookie(
+        COOKIE_NAME,
+        access.signer.sign(session),
+        max_age=max(1, int(session.expires - time.time())),
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=wants_secure_cookie(conn, access.settings.dashboard),
+    )
+
+
+def clear_session_cookie(response: Response, conn: HTTPConnection, access: DashboardAccess) -> None:
+    response.delete_cookie(
+        COOKIE_NAME,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=wants_secure_cookie(conn, access.settings.dashboard),
+    )
+
+
+def same_origin(conn: HTTPConnection) -> bool:
+    """True when the browser's Origin (if it sent one) is this service itself.
+
+    Refuses a page on another site that would drive an editor's browser to sign
+    in or open the dashboard socket with the editor's cookie.
+    """
+    origin = conn.headers.get("origin")
+    if origin is None:
+        return True
+    host = conn.headers.get("x-forwarded-host") or conn.headers.get("host", "")
+    _, _, origin_host = origin.partition("://")
+    return bool(host) and origin_host.lower() == host.split(",")[0].strip().lower()

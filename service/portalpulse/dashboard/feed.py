@@ -1,0 +1,200 @@
+"""The dashboard's live data: its WebSocket and the history API.
+
+The hub computes one dashboard frame per site per tick, however many editors
+watch; each socket here only receives that same string through a one-slot
+mailbox (a newer frame replaces an unsent older one), so a slow screen costs
+nothing and never delays the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Protocol, cast
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.websockets import WebSocket
+
+from ..store.base import StoreUnavailable
+from ..web.sender import run_eagerly, uvicorn_transport
+from . import assets
+from .access import pulse_of, same_origin, session_of
+from .pages import unauthorized
+from .sessions import Session
+
+if TYPE_CHECKING:
+    from ..hub import Subscriber
+
+log = logging.getLogger("portalpulse.dashboard")
+
+MAX_HISTORY_MINUTES = 8 * 24 * 60
+DEFAULT_HISTORY_MINUTES = 60
+SESSION_ENDED = 4401
+"""Close code when the editor's session expires while watching: sign in again."""
+SLOW_SCREEN_SECONDS = 30.0
+"""A screen that has not taken a frame for this long is closed (it reconnects)."""
+
+
+class DashboardFeed(Protocol):
+    """What the hub offers the dashboard."""
+
+    def watch(self, site_id: str, subscriber: Subscriber) -> None: ...
+
+    def unwatch(self, site_id: str, subscriber: Subscriber) -> None: ...
+
+    async def read_dashboard(self, site_id: str) -> str: ...
+
+    async def history(self, site_id: str, minutes: int) -> list[tuple[float, int]]: ...
+
+
+def feed_of(conn: Request | WebSocket) -> DashboardFeed:
+    return cast(DashboardFeed, pulse_of(conn).hub)
+
+
+class DashboardWatcher:
+    """One open dashboard: takes the site's frames without ever blocking the hub."""
+
+    __slots__ = ("_blocked_since", "_pending", "_sending", "closed", "ws")
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.closed = False
+        self._sending: asyncio.Task[None] | None = None
+        self._pending: str | None = None
+        self._blocked_since = 0.0
+
+    def offer(self, frame: str) -> None:
+        if self.closed:
+            return
+        if self._sending is not None:
+            self._pending = frame
+            if time.monotonic() - self._blocked_since > SLOW_SCREEN_SECONDS:
+                self._abort()
+            return
+        self._send_now(frame)
+
+    def _send_now(self, frame: str) -> None:
+        try:
+            task = run_eagerly(self.ws.send({"type": "websocket.send", "text": frame}))
+        except Exception:
+            self._abort()
+            return
+        if task is not None:
+            self._sending = task
+            self._blocked_since = time.monotonic()
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending = None
+        if task.cancelled() or task.exception() is not None:
+            self._abort()
+            return
+        frame, self._pending = self._pending, None
+        if frame is not None and not self.closed:
+            self._send_now(frame)
+
+    def _abort(self) -> None:
+        self.closed = True
+        transport = uvicorn_transport(self.ws._receive)
+        if transport is not None:
+            transport.abort()
+
+
+async def _refuse(ws: WebSocket, status: int, code: str, message: str) -> None:
+    await ws.send_denial_response(
+        JSONResponse({"error": code, "message": message}, status_code=status)
+    )
+
+
+async def dashboard_socket(ws: WebSocket) -> None:
+    """`GET /dashboard/ws?site=SITE`: refused at the handshake (403) without a session
+    for the site; then the current frame at once, and every changed one after."""
+    session = session_of(ws)
+    if session is None or not same_origin(ws):
+        await _refuse(ws, 403, "unauthorized", "sign in to the dashboard first")
+        return
+    pulse = pulse_of(ws)
+    site_id = ws.query_params.get("site", "")
+    if site_id not in pulse.settings.sites:
+        await _refuse(ws, 404, "unknown_site", "no such site")
+        return
+    if not session.may_see(site_id):
+        await _refuse(ws, 403, "forbidden_site", "this session may not see that site")
+        return
+    await ws.accept()
+    if pulse.closing:
+        await ws.close(1001)
+        return
+    feed = feed_of(ws)
+    watcher = DashboardWatcher(ws)
+    feed.watch(site_id, watcher)
+    try:
+        with contextlib.suppress(StoreUnavailable):
+            watcher.offer(await feed.read_dashboard(site_id))
+        await _hold(ws, watcher, session)
+    finally:
+        watcher.closed = True
+        feed.unwatch(site_id, watcher)
+
+
+async def _hold(ws: WebSocket, watcher: DashboardWatcher, session: Session) -> None:
+    """Keep reading (so pings and closes are seen) until the socket ends or the
+    session expires; the screen sends nothing that matters."""
+    left = session.expires - time.time()
+    try:
+        async with asyncio.timeout(max(0.0, left)):
+            while not watcher.closed:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+    except TimeoutError:
+        watcher.closed = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(SESSION_ENDED, "session expired"), 2.0)
+
+
+def _bad_minutes(message: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": "bad_minutes", "message": message}, status_code=400, headers=assets.PRIVATE
+    )
+
+
+async def get_history(request: Request) -> Response:
+    """`GET /api/v1/sites/{site}/history?minutes=N`: online per minute, oldest first."""
+    session = session_of(request)
+    if session is None:
+        return unauthorized()
+    site_id = request.path_params["site"]
+    if site_id not in pulse_of(request).settings.sites:
+        return JSONResponse(
+            {"error": "unknown_site", "message": "no such site"},
+            status_code=404,
+            headers=assets.PRIVATE,
+        )
+    if not session.may_see(site_id):
+        return JSONResponse(
+            {"error": "forbidden_site", "message": "this session may not see that site"},
+            status_code=403,
+            headers=assets.PRIVATE,
+        )
+    raw = request.query_params.get("minutes", str(DEFAULT_HISTORY_MINUTES))
+    if not raw.isdigit() or len(raw) > 6:
+        return _bad_minutes(f"minutes must be a whole number from 1 to {MAX_HISTORY_MINUTES}")
+    minutes = int(raw)
+    if not 1 <= minutes <= MAX_HISTORY_MINUTES:
+        return _bad_minutes(f"minutes must be from 1 to {MAX_HISTORY_MINUTES}, got {minutes}")
+    try:
+        points = await feed_of(request).history(site_id, minutes)
+    except StoreUnavailable:
+        return JSONResponse(
+            {"error": "store_unavailable", "message": "the store does not answer; try again"},
+            status_code=503,
+            headers=assets.PRIVATE,
+        )
+    return JSONResponse(
+        {"site": site_id, "minutes": [[ts, online] for ts, online in points]},
+        headers=assets.PRIVATE,
+    )

@@ -1,0 +1,65 @@
+"""Failed sign-ins per client address, so tokens cannot be guessed by trying.
+
+Only failures count: an editor who signs in at once is never slowed. Memory
+is bounded: old failures are forgotten, and past `max_addresses` the address
+seen longest ago is dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+
+MAX_FAILURES = 5
+WINDOW_SECONDS = 60.0
+MAX_ADDRESSES = 10_000
+
+
+class FailureLimiter:
+    def __init__(
+        self,
+        max_failures: int = MAX_FAILURES,
+        window: float = WINDOW_SECONDS,
+        max_addresses: int = MAX_ADDRESSES,
+    ) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.max_addresses = max_addresses
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _recent(self, address: str, now: float) -> deque[float] | None:
+        times = self._failures.get(address)
+        if times is None:
+            return None
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[address]
+            return None
+        return times
+
+    def retry_after(self, address: str, now: float) -> int:
+        """Whole seconds `address` must wait before trying again; 0 when it may try now."""
+        times = self._recent(address, now)
+        if times is None or len(times) < self.max_failures:
+            return 0
+        # Free again once enough of the failures in the window have aged out of it.
+        oldest_that_blocks = times[len(times) - self.max_failures]
+        return max(1, math.ceil(oldest_that_blocks + self.window - now))
+
+    def failed(self, address: str, now: float) -> None:
+        """Record a failed sign-in from `address`."""
+        times = self._recent(address, now)
+        if times is None:
+            times = self._failures[address] = deque(maxlen=self.max_failures)
+        times.append(now)
+        self._failures.move_to_end(address)
+        while len(self._failures) > self.max_addresses:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, address: str) -> None:
+        """A good token clears the address's record."""
+        self._failures.pop(address, None)
+
+    def __len__(self) -> int:
+        return len(self._failures)
