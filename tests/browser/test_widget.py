@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -271,3 +272,66 @@ def test_readers_come_back_after_the_service_restarts(
     finally:
         own.stop()
     assert "Traceback" not in own.logs()
+
+
+def record_frames(page: Page) -> list[tuple[float, str]]:
+    """Every frame the page's WebSockets send, with the time it went."""
+    frames: list[tuple[float, str]] = []
+    page.on("websocket", lambda ws: ws.on(
+        "framesent", lambda payload: frames.append((time.monotonic(), str(payload)))
+    ))
+    return frames
+
+
+def test_input_in_any_tab_is_reported_engaged_at_once(
+    new_context: NewContext, portal: Portal
+) -> None:
+    context = new_context()
+    leader = context.new_page()
+    frames = record_frames(leader)
+    leader.goto(portal.page("/engaged/a.html", "engaged"))
+    follower = open_tab(context, portal.page("/engaged/b.html", "engaged"))
+    wait_for_text([leader, follower], ONE, timeout=5)
+    assert leaders([leader, follower]) == [leader]
+    assert follower.evaluate("document.visibilityState") == "visible"
+    hello = json.loads(next(text for _, text in frames if '"hello"' in text))
+    assert hello["engaged"] is False and hello["device"] == "desktop"
+
+    # The reader scrolls in the follower tab: the leader beats engaged at once.
+    sent = len(frames)
+    moved_at = time.monotonic()
+    follower.mouse.move(200, 200)
+    follower.mouse.wheel(0, 300)
+    while not any(json.loads(text).get("engaged") for _, text in frames[sent:]):
+        assert time.monotonic() - moved_at < 1, frames[sent:]
+        leader.wait_for_timeout(50)  # (Playwright delivers frame events while it waits)
+
+
+def test_a_busy_page_stays_within_the_frame_size_and_rate_limits(
+    new_context: NewContext, portal: Portal, service: Service
+) -> None:
+    page = new_context().new_page()
+    frames = record_frames(page)
+    closes: list[str] = []
+    page.on("websocket", lambda ws: ws.on("close", lambda _: closes.append(ws.url)))
+    page.goto(portal.page("/busy/a.html", "busy"))
+    expect(online_line(page)).to_have_text(ONE, timeout=5000)
+
+    # A single-page app that rewrites its URL and a very long title on every scroll step.
+    page.evaluate("""async () => {
+        for (let i = 0; i < 60; i++) {
+            document.title = 'Tiêu đề rất dài ' + i + ' ' + 'đ'.repeat(3000);
+            history.replaceState({}, '', '/busy/step-' + i + '.html?q=' + 'x'.repeat(600));
+            window.dispatchEvent(new Event('scroll'));
+            await new Promise((done) => setTimeout(done, 20));
+        }
+    }""")
+    deadline = time.monotonic() + 5
+    while "/busy/step-59.html" not in {t["path"] for t in service.stats("busy")["trending"]}:
+        assert time.monotonic() < deadline, service.stats("busy")["trending"]
+        page.wait_for_timeout(100)
+    assert closes == []  # never closed for too big a frame or too many messages
+    assert all(len(text.encode()) <= 4096 for _, text in frames)
+    times = [at for at, _ in frames]
+    busiest = max(sum(1 for t in times if start <= t < start + 1) for start in times)
+    assert busiest <= 10, busiest
