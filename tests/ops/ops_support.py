@@ -7,6 +7,7 @@ package to install, it never skips it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,10 +17,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from websockets.sync.client import ClientConnection, connect
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -223,6 +227,21 @@ def start_service(tmp_path: Path, *, redis_url: str | None = None) -> RunningSer
 HELLO = (
     '{"type": "hello", "visitor": "abcdefghijklmnop1234", "pages": [{"path": "/", "title": "x"}]}'
 )
+
+
+@contextmanager
+def widget(address: str, *, hello: str = HELLO) -> Iterator[ClientConnection]:
+    """A widget's WebSocket to site demo at `address` (host:port), past the
+    hello and its welcome; the origin is one the demo site allows."""
+    with connect(
+        f"ws://{address}/ws?site=demo",
+        additional_headers={"Origin": "http://localhost:8000"},
+        open_timeout=10,
+    ) as websocket:
+        websocket.send(hello)
+        welcome = json.loads(websocket.recv(timeout=10))
+        assert welcome["type"] == "welcome" and welcome["site"] == "demo", welcome
+        yield websocket
 
 
 # A metric name in PromQL, not part of a recording rule's level:name:op name.

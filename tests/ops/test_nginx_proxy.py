@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from ops_support import (
-    HELLO,
     RunningService,
     free_port,
     http_get,
@@ -20,8 +19,8 @@ from ops_support import (
     stop,
     tool,
     wait_until_answers,
+    widget,
 )
-from websockets.sync.client import connect
 
 pytestmark = pytest.mark.slow
 
@@ -49,15 +48,8 @@ def nginx(tmp_path: Path, service: RunningService) -> Iterator[str]:
         stop(process)
 
 
-def test_websocket_upgrades_through_nginx(nginx: str, service: RunningService) -> None:
-    with connect(
-        f"ws://{nginx}/ws?site=demo",
-        additional_headers={"Origin": f"http://localhost:{service.port}"},
-        open_timeout=10,
-    ) as websocket:
-        websocket.send(HELLO)
-        welcome = json.loads(websocket.recv(timeout=10))
-        assert welcome["type"] == "welcome" and welcome["site"] == "demo"
+def test_websocket_upgrades_through_nginx(nginx: str) -> None:
+    with widget(nginx) as websocket:
         snapshot = json.loads(websocket.recv(timeout=10))
         assert snapshot["type"] == "snapshot"
         # The snapshot may be read before or after this visitor's first flush.

@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 from ops_support import (
     DEPLOY,
-    HELLO,
     RunningService,
     free_port,
     http_get,
     stop,
     tool,
     wait_until_answers,
+    widget,
 )
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 pytestmark = pytest.mark.slow
 
@@ -97,14 +97,7 @@ def prometheus(tmp_path: Path, service: RunningService) -> Iterator[Prometheus]:
 @pytest.fixture
 def visitor(service: RunningService) -> Iterator[ClientConnection]:
     """One widget connection to site demo, kept open for the test."""
-    with connect(
-        f"ws://127.0.0.1:{service.port}/ws?site=demo",
-        additional_headers={"Origin": f"http://localhost:{service.port}"},
-        open_timeout=10,
-    ) as websocket:
-        websocket.send(HELLO)
-        welcome = json.loads(websocket.recv(timeout=10))
-        assert welcome["type"] == "welcome", welcome
+    with widget(f"127.0.0.1:{service.port}") as websocket:
         yield websocket
 
 

@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +28,10 @@ from ops_support import (
     stop,
     tool,
     wait_until_answers,
+    widget,
 )
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 pytestmark = pytest.mark.slow
 
@@ -93,15 +95,6 @@ def wait_for_online(websocket: ClientConnection, expected: int) -> None:
     pytest.fail(f"no snapshot with online == {expected} within 10 s")
 
 
-def open_visitor(stack: Stack) -> ClientConnection:
-    """A widget connection through nginx (use it in a `with` block)."""
-    return connect(
-        f"ws://{stack.nginx}/ws?site=demo",
-        additional_headers={"Origin": "http://localhost:8000"},
-        open_timeout=10,
-    )
-
-
 def holding_and_other(stack: Stack) -> tuple[RunningService, RunningService]:
     """(the replica that holds the one connection, the other one)."""
     holding = [r for r in stack.replicas if open_connections(r) == 1]
@@ -143,20 +136,27 @@ class CountWatcher:
         self._thread.join(timeout=10)
 
 
+@contextmanager
+def handover(stack: Stack, websocket: ClientConnection) -> Iterator[CountWatcher]:
+    """Stops the replica holding `websocket` (SIGTERM, as an orchestrator
+    does), with the other replica's count watched from just before."""
+    wait_for_online(websocket, 1)
+    stopped, survivor = holding_and_other(stack)
+    with CountWatcher(survivor) as watcher:
+        stop_and_expect_1001(stopped, websocket)
+        yield watcher
+
+
 def test_stopping_a_replica_loses_no_visitor(stack: Stack) -> None:
-    with open_visitor(stack) as websocket:
-        websocket.send(HELLO)
-        wait_for_online(websocket, 1)
-        stopped, survivor = holding_and_other(stack)
-        # Watch through the handover and past leave_grace (5 s) + push_interval (1 s).
-        with CountWatcher(survivor) as watcher:
-            stop_and_expect_1001(stopped, websocket)
-            # The widget comes back at once (resume: no new view), through nginx.
-            with open_visitor(stack) as again:
-                again.send(RESUME)
-                wait_for_online(again, 1)
-                assert open_connections(survivor) == 1
-                time.sleep(8)
+    # The widget comes back at once (resume: no new view), through nginx, and
+    # is watched past leave_grace (5 s) + push_interval (1 s).
+    with (
+        widget(stack.nginx) as websocket,
+        handover(stack, websocket) as watcher,
+        widget(stack.nginx, hello=RESUME) as again,
+    ):
+        wait_for_online(again, 1)
+        time.sleep(8)
     counts = [count for _, count in watcher.seen]
     assert len(counts) > 20
     assert set(counts) == {1}, f"the online count dipped during the restart: {counts}"
@@ -165,14 +165,9 @@ def test_stopping_a_replica_loses_no_visitor(stack: Stack) -> None:
 def test_a_visitor_that_does_not_come_back_leaves(stack: Stack) -> None:
     """The other side of the same bound: without a reconnect the count drops
     within leave_grace + push_interval + 1 s (CONTRACT §2)."""
-    with open_visitor(stack) as websocket:
-        websocket.send(HELLO)
-        wait_for_online(websocket, 1)
-        stopped, survivor = holding_and_other(stack)
-        with CountWatcher(survivor) as watcher:
-            stop_and_expect_1001(stopped, websocket)
-            closed_at = time.monotonic()
-            time.sleep(9)
+    with widget(stack.nginx) as websocket, handover(stack, websocket) as watcher:
+        closed_at = time.monotonic()
+        time.sleep(9)
     after = [(at - closed_at, count) for at, count in watcher.seen if at > closed_at]
     assert after[-1][1] == 0, after
     left_at = next(at for at, count in after if count == 0)
