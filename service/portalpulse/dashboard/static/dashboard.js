@@ -1,0 +1,585 @@
+// Portal Pulse — the editors' live dashboard.
+//
+// Reads the sites this session may see from /dashboard/api/session, then
+// keeps one WebSocket (/dashboard/ws?site=SITE) open: the server pushes a
+// "dashboard" frame whenever the numbers change, and this page redraws.
+// Every text that comes from readers (titles, paths, referrers) is written
+// with textContent, never as HTML.
+"use strict";
+
+(function () {
+  var LANG_KEY = "portalpulse.dashboard.lang";
+  var SITE_KEY = "portalpulse.dashboard.site";
+  var SESSION_ENDED = 4401;
+  var MAX_BACKOFF_MS = 30000;
+
+  var TEXT = {
+    vi: {
+      title: "Bảng theo dõi bạn đọc — Portal Pulse",
+      heading: "Bảng theo dõi bạn đọc",
+      site: "Cổng thông tin",
+      connecting: "Đang kết nối…",
+      live: "Trực tiếp",
+      offline: "Mất kết nối, đang thử lại…",
+      updated: "Cập nhật lúc {t}",
+      sign_out: "Đăng xuất",
+      other_lang: "English",
+      online_now: "Đang online",
+      engaged: "Đang đọc tích cực",
+      idle: "Không tương tác",
+      engaged_share: "({p} %)",
+      engaged_explain: "Tích cực: thẻ đang hiển thị và có thao tác trong 15 giây qua.",
+      last_hour: "Online từng phút, 60 phút qua",
+      by_hour: "Lượt xem theo giờ: hôm nay và hôm qua",
+      online: "Online",
+      today: "Hôm nay",
+      yesterday: "Hôm qua",
+      today_vs_yesterday: "Hôm nay so với hôm qua",
+      visits: "Lượt truy cập",
+      views: "Lượt xem trang",
+      visitors: "Người xem",
+      peak: "Cao nhất cùng lúc",
+      peak_at: "{n} lúc {t}",
+      total_visits: "Tổng lượt truy cập",
+      pages_now: "Trang đang được đọc",
+      page: "Trang",
+      readers: "Đang đọc",
+      engaged_short: "Tích cực",
+      views_30: "Lượt xem 30 phút",
+      no_pages: "Chưa có ai đang đọc.",
+      sources: "Bạn đọc đến từ đâu",
+      referrers: "Nguồn cụ thể",
+      devices: "Thiết bị",
+      direct: "Trực tiếp",
+      search: "Tìm kiếm",
+      social: "Mạng xã hội",
+      internal: "Từ chính cổng",
+      other: "Trang khác",
+      mobile: "Điện thoại",
+      tablet: "Máy tính bảng",
+      desktop: "Máy tính",
+      unknown: "Không rõ",
+      hour: "Giờ",
+      none: "Chưa có",
+    },
+    en: {
+      title: "Readership dashboard — Portal Pulse",
+      heading: "Readership dashboard",
+      site: "Portal",
+      connecting: "Connecting…",
+      live: "Live",
+      offline: "Connection lost, retrying…",
+      updated: "Updated {t}",
+      sign_out: "Sign out",
+      other_lang: "Tiếng Việt",
+      online_now: "Online now",
+      engaged: "Engaged",
+      idle: "Idle",
+      engaged_share: "({p}%)",
+      engaged_explain: "Engaged: the tab is visible and had input in the last 15 seconds.",
+      last_hour: "Online per minute, last 60 minutes",
+      by_hour: "Page views by hour: today and yesterday",
+      online: "Online",
+      today: "Today",
+      yesterday: "Yesterday",
+      today_vs_yesterday: "Today against yesterday",
+      visits: "Visits",
+      views: "Page views",
+      visitors: "Visitors",
+      peak: "Peak online",
+      peak_at: "{n} at {t}",
+      total_visits: "Total visits",
+      pages_now: "Pages being read",
+      page: "Page",
+      readers: "Readers",
+      engaged_short: "Engaged",
+      views_30: "Views, 30 min",
+      no_pages: "Nobody is reading right now.",
+      sources: "Where readers come from",
+      referrers: "Named sources",
+      devices: "Devices",
+      direct: "Direct",
+      search: "Search",
+      social: "Social",
+      internal: "This portal",
+      other: "Other sites",
+      mobile: "Mobile",
+      tablet: "Tablet",
+      desktop: "Desktop",
+      unknown: "Unknown",
+      hour: "Hour",
+      none: "None yet",
+    },
+  };
+  var REFERRER_NAMES = {
+    google: "Google", coccoc: "Cốc Cốc", bing: "Bing", facebook: "Facebook",
+    zalo: "Zalo", youtube: "YouTube", tiktok: "TikTok",
+  };
+  var SOURCE_KEYS = ["direct", "search", "social", "internal", "other"];
+  var DEVICE_KEYS = ["mobile", "tablet", "desktop", "unknown"];
+  var COLORS = { online: "#4fc3f7", today: "#ffb74d", yesterday: "#9e9e9e", grid: "#2c3440", axis: "#c9d1d9" };
+
+  var state = {
+    lang: "vi",
+    timezone: "Asia/Ho_Chi_Minh",
+    sites: [],
+    site: null,
+    frame: null,
+    ws: null,
+    retries: 0,
+    retryTimer: null,
+    charts: { minutes: null, hours: null },
+  };
+
+  function $(id) { return document.getElementById(id); }
+
+  function t(key, values) {
+    var text = (TEXT[state.lang] || TEXT.vi)[key] || key;
+    if (values) {
+      Object.keys(values).forEach(function (name) { text = text.replace("{" + name + "}", values[name]); });
+    }
+    return text;
+  }
+
+  function storageGet(key) {
+    try { return localStorage.getItem(key); } catch (e) { return null; }
+  }
+
+  function storageSet(key, value) {
+    try { localStorage.setItem(key, value); } catch (e) { /* storage may be off */ }
+  }
+
+  function chooseLang() {
+    var asked = new URLSearchParams(location.search).get("lang");
+    if (asked === "vi" || asked === "en") {
+      storageSet(LANG_KEY, asked);
+      return asked;
+    }
+    var saved = storageGet(LANG_KEY);
+    return saved === "en" ? "en" : "vi";
+  }
+
+  // -- formatting ---------------------------------------------------------------
+
+  function number(n) {
+    if (typeof n !== "number" || !isFinite(n)) return "–";
+    return new Intl.NumberFormat(state.lang === "vi" ? "vi-VN" : "en-US").format(n);
+  }
+
+  function clock(ts, seconds) {
+    if (!ts) return "";
+    var options = { timeZone: state.timezone, hour: "2-digit", minute: "2-digit", hour12: false };
+    if (seconds) options.second = "2-digit";
+    return new Intl.DateTimeFormat(state.lang === "vi" ? "vi-VN" : "en-GB", options).format(new Date(ts * 1000));
+  }
+
+  function localHour(ts) {
+    var text = new Intl.DateTimeFormat("en-GB", { timeZone: state.timezone, hour: "2-digit", hour12: false })
+      .format(new Date(ts * 1000));
+    return parseInt(text, 10) % 24;
+  }
+
+  function setNumber(id, n) {
+    var el = $(id);
+    el.textContent = number(n);
+    el.dataset.value = typeof n === "number" ? String(n) : "";
+  }
+
+  // -- static texts ---------------------------------------------------------------
+
+  function applyLanguage() {
+    document.documentElement.lang = state.lang;
+    document.title = t("title");
+    document.querySelectorAll("[data-i18n]").forEach(function (el) {
+      el.textContent = t(el.dataset.i18n);
+    });
+    $("lang-toggle").textContent = t("other_lang");
+    $("logout-form").action = "/dashboard/logout?lang=" + state.lang;
+  }
+
+  // -- rendering ------------------------------------------------------------------
+
+  function renderNow(frame) {
+    setNumber("online", frame.online);
+    setNumber("engaged", frame.engaged);
+    setNumber("idle", frame.idle);
+    var share = frame.online > 0 ? Math.round((100 * frame.engaged) / frame.online) : 0;
+    $("engaged-share").textContent = frame.online > 0 ? t("engaged_share", { p: share }) : "";
+    $("engaged-bar").style.width = share + "%";
+  }
+
+  function renderDay(prefix, day) {
+    day = day || {};
+    setNumber(prefix + "-visits", day.visits);
+    setNumber(prefix + "-views", day.views);
+    setNumber(prefix + "-visitors", day.visitors);
+    var peak = $(prefix + "-peak");
+    peak.dataset.value = typeof day.peak_online === "number" ? String(day.peak_online) : "";
+    peak.textContent = day.peak_online
+      ? (day.peak_at ? t("peak_at", { n: number(day.peak_online), t: clock(day.peak_at) }) : number(day.peak_online))
+      : number(day.peak_online);
+  }
+
+  function siteUrl() {
+    for (var i = 0; i < state.sites.length; i++) {
+      if (state.sites[i].id === state.site) return state.sites[i].url;
+    }
+    return null;
+  }
+
+  function pageCell(page, base) {
+    var cell = document.createElement("td");
+    cell.className = "page";
+    var label = page.title || page.path;
+    var title;
+    if (base && typeof page.path === "string" && page.path.charAt(0) === "/" && page.path.charAt(1) !== "/") {
+      title = document.createElement("a");
+      title.href = base + page.path;
+      title.target = "_blank";
+      title.rel = "noopener noreferrer";
+    } else {
+      title = document.createElement("span");
+    }
+    title.className = "title";
+    title.textContent = label;
+    cell.appendChild(title);
+    var path = document.createElement("span");
+    path.className = "path";
+    path.textContent = page.path;
+    cell.appendChild(path);
+    return cell;
+  }
+
+  function numberCell(n, className) {
+    var cell = document.createElement("td");
+    cell.className = "num " + (className || "");
+    cell.textContent = number(n);
+    cell.dataset.value = String(n);
+    return cell;
+  }
+
+  function renderPages(pages) {
+    var body = $("pages");
+    var base = siteUrl();
+    var rows = document.createDocumentFragment();
+    (pages || []).forEach(function (page, index) {
+      var row = document.createElement("tr");
+      row.dataset.path = page.path;
+      var rank = document.createElement("td");
+      rank.className = "rank";
+      rank.textContent = String(index + 1);
+      row.appendChild(rank);
+      row.appendChild(pageCell(page, base));
+      row.appendChild(numberCell(page.readers, "readers"));
+      row.appendChild(numberCell(page.engaged, "engaged"));
+      row.appendChild(numberCell(page.views, "views"));
+      rows.appendChild(row);
+    });
+    body.replaceChildren(rows);
+    $("pages-empty").hidden = (pages || []).length > 0;
+  }
+
+  function renderBars(containerId, entries) {
+    var container = $(containerId);
+    var total = entries.reduce(function (sum, e) { return sum + e.value; }, 0);
+    var rows = document.createDocumentFragment();
+    entries.forEach(function (entry) {
+      var row = document.createElement("div");
+      row.className = "bar-row";
+      row.dataset.key = entry.key;
+      row.dataset.value = String(entry.value);
+      var label = document.createElement("span");
+      label.className = "label";
+      label.textContent = entry.label;
+      var value = document.createElement("span");
+      value.className = "value";
+      value.textContent = number(entry.value);
+      var track = document.createElement("span");
+      track.className = "track";
+      var fill = document.createElement("span");
+      fill.className = "fill fill-" + containerId;
+      fill.style.width = (total > 0 ? (100 * entry.value) / total : 0) + "%";
+      track.appendChild(fill);
+      row.appendChild(label);
+      row.appendChild(value);
+      row.appendChild(track);
+      rows.appendChild(row);
+    });
+    if (!entries.length) {
+      var none = document.createElement("p");
+      none.className = "empty";
+      none.textContent = t("none");
+      rows.appendChild(none);
+    }
+    container.replaceChildren(rows);
+  }
+
+  function fixedEntries(keys, counts) {
+    counts = counts || {};
+    return keys.map(function (key) {
+      return { key: key, label: t(key), value: Number(counts[key]) || 0 };
+    });
+  }
+
+  function referrerEntries(counts) {
+    counts = counts || {};
+    return Object.keys(counts)
+      .filter(function (key) { return Number(counts[key]) > 0; })
+      .map(function (key) {
+        return { key: key, label: REFERRER_NAMES[key] || key, value: Number(counts[key]) };
+      })
+      .sort(function (a, b) { return b.value - a.value || a.label.localeCompare(b.label); });
+  }
+
+  // -- charts ---------------------------------------------------------------------
+
+  function chartSize(el) {
+    return { width: Math.max(200, el.clientWidth), height: Math.max(160, el.clientHeight || 220) };
+  }
+
+  function axis(extra) {
+    var base = {
+      stroke: COLORS.axis,
+      grid: { stroke: COLORS.grid, width: 1 },
+      ticks: { stroke: COLORS.grid, width: 1 },
+      font: "14px system-ui, sans-serif",
+    };
+    return Object.assign(base, extra || {});
+  }
+
+  function minutesData(frame) {
+    var xs = [], ys = [];
+    (frame.minutes || []).forEach(function (point) { xs.push(point[0]); ys.push(point[1]); });
+    return [xs, ys];
+  }
+
+  function hoursData(frame) {
+    var hours = frame.hours || {};
+    var today = (hours.today || []).slice(0, 24);
+    var yesterday = (hours.yesterday || []).slice(0, 24);
+    var now = localHour(frame.ts || Date.now() / 1000);
+    var xs = [], a = [], b = [];
+    for (var h = 0; h < 24; h++) {
+      xs.push(h);
+      a.push(h <= now ? Number(today[h]) || 0 : null);
+      b.push(Number(yesterday[h]) || 0);
+    }
+    return [xs, a, b];
+  }
+
+  function makeMinutesChart(frame) {
+    var el = $("chart-minutes");
+    var size = chartSize(el);
+    return new uPlot({
+      width: size.width,
+      height: size.height,
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), state.timezone); },
+      legend: { show: false },
+      cursor: { drag: { x: false, y: false } },
+      scales: { y: { range: function (u, min, max) { return [0, Math.max(5, Math.ceil(max * 1.15))]; } } },
+      series: [
+        {},
+        { label: t("online"), stroke: COLORS.online, width: 3, fill: "rgba(79,195,247,0.18)" },
+      ],
+      axes: [axis(), axis({ size: 60 })],
+    }, minutesData(frame), el);
+  }
+
+  function makeHoursChart(frame) {
+    var el = $("chart-hours");
+    var size = chartSize(el);
+    var bars = uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.7, 40] }) : undefined;
+    return new uPlot({
+      width: size.width,
+      height: size.height,
+      legend: { show: true, live: false },
+      cursor: { drag: { x: false, y: false } },
+      scales: {
+        x: { time: false, range: [-0.5, 23.5] },
+        y: { range: function (u, min, max) { return [0, Math.max(5, Math.ceil(max * 1.1))]; } },
+      },
+      series: [
+        { label: t("hour") },
+        { label: t("today"), stroke: COLORS.today, fill: "rgba(255,183,77,0.55)", width: 1, paths: bars, points: { show: false } },
+        { label: t("yesterday"), stroke: COLORS.yesterday, width: 2, dash: [6, 4], points: { show: false } },
+      ],
+      axes: [
+        axis({ values: function (u, splits) { return splits.map(function (h) { return h + "h"; }); }, incrs: [1, 2, 3, 6] }),
+        axis({ size: 60 }),
+      ],
+    }, hoursData(frame), el);
+  }
+
+  function renderCharts(frame) {
+    if (typeof uPlot === "undefined") return;
+    if (!state.charts.minutes) state.charts.minutes = makeMinutesChart(frame);
+    else state.charts.minutes.setData(minutesData(frame));
+    if (!state.charts.hours) state.charts.hours = makeHoursChart(frame);
+    else state.charts.hours.setData(hoursData(frame));
+  }
+
+  function dropCharts() {
+    ["minutes", "hours"].forEach(function (name) {
+      if (state.charts[name]) state.charts[name].destroy();
+      state.charts[name] = null;
+    });
+  }
+
+  function resizeCharts() {
+    [["minutes", "chart-minutes"], ["hours", "chart-hours"]].forEach(function (pair) {
+      var chart = state.charts[pair[0]];
+      if (chart) chart.setSize(chartSize($(pair[1])));
+    });
+  }
+
+  // -- one frame ------------------------------------------------------------------
+
+  function render(frame) {
+    state.frame = frame;
+    $("site-name").textContent = frame.name || frame.site || "";
+    renderNow(frame);
+    renderDay("today", frame.today);
+    renderDay("yesterday", frame.yesterday);
+    setNumber("total-visits", frame.total_visits);
+    renderPages(frame.pages);
+    renderBars("sources", fixedEntries(SOURCE_KEYS, frame.sources));
+    renderBars("referrers", referrerEntries(frame.referrers));
+    renderBars("devices", fixedEntries(DEVICE_KEYS, frame.devices));
+    renderCharts(frame);
+    $("updated").textContent = t("updated", { t: clock(frame.ts, true) });
+    document.body.dataset.ts = String(frame.ts || "");
+  }
+
+  // -- connection -----------------------------------------------------------------
+
+  function setStatus(name) {
+    var status = $("status");
+    status.dataset.state = name;
+    var text = $("status-text");
+    text.dataset.i18n = name === "live" ? "live" : name === "offline" ? "offline" : "connecting";
+    text.textContent = t(text.dataset.i18n);
+  }
+
+  function toLogin() {
+    var next = "/dashboard/" + (state.site ? "?site=" + encodeURIComponent(state.site) : "");
+    var params = new URLSearchParams({ next: next, expired: "1", lang: state.lang });
+    if (state.site) params.set("site", state.site);
+    location.assign("/dashboard/login?" + params.toString());
+  }
+
+  function loadSession() {
+    return fetch("/dashboard/api/session", { credentials: "same-origin", cache: "no-store" })
+      .then(function (response) {
+        if (response.status === 401) { toLogin(); return null; }
+        if (!response.ok) throw new Error("session " + response.status);
+        return response.json();
+      });
+  }
+
+  function scheduleReconnect() {
+    var delay = Math.min(MAX_BACKOFF_MS, 1000 * Math.pow(2, state.retries));
+    state.retries += 1;
+    delay = delay / 2 + Math.random() * (delay / 2);
+    clearTimeout(state.retryTimer);
+    state.retryTimer = setTimeout(function () {
+      // A refused handshake looks like any other close: ask whether the session still holds.
+      loadSession().then(function (session) {
+        if (!session) return;
+        if (!state.site) adoptSession(session);
+        if (state.site) connect();
+      }, scheduleReconnect);
+    }, delay);
+  }
+
+  function connect() {
+    if (state.ws) { state.ws.onclose = null; state.ws.close(); }
+    setStatus("connecting");
+    var scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    var ws = new WebSocket(scheme + "//" + location.host + "/dashboard/ws?site=" + encodeURIComponent(state.site));
+    state.ws = ws;
+    ws.onopen = function () { state.retries = 0; setStatus("live"); };
+    ws.onmessage = function (event) {
+      var frame;
+      try { frame = JSON.parse(event.data); } catch (e) { return; }
+      if (frame && frame.type === "dashboard" && frame.site === state.site) render(frame);
+    };
+    ws.onclose = function (event) {
+      if (state.ws !== ws) return;
+      state.ws = null;
+      setStatus("offline");
+      if (event.code === SESSION_ENDED) { toLogin(); return; }
+      scheduleReconnect();
+    };
+  }
+
+  // -- sites ----------------------------------------------------------------------
+
+  function chooseSite(sites) {
+    var ids = sites.map(function (s) { return s.id; });
+    var asked = new URLSearchParams(location.search).get("site");
+    if (asked && ids.indexOf(asked) >= 0) return asked;
+    var saved = storageGet(SITE_KEY);
+    if (saved && ids.indexOf(saved) >= 0) return saved;
+    return ids.length ? ids[0] : null;
+  }
+
+  function fillPicker() {
+    var picker = $("site-picker");
+    var options = document.createDocumentFragment();
+    state.sites.forEach(function (site) {
+      var option = document.createElement("option");
+      option.value = site.id;
+      option.textContent = site.name + " (" + site.id + ")";
+      option.selected = site.id === state.site;
+      options.appendChild(option);
+    });
+    picker.replaceChildren(options);
+    $("site-picker-label").hidden = state.sites.length < 2;
+  }
+
+  function switchSite(siteId) {
+    state.site = siteId;
+    storageSet(SITE_KEY, siteId);
+    var params = new URLSearchParams(location.search);
+    params.set("site", siteId);
+    history.replaceState(null, "", location.pathname + "?" + params.toString());
+    state.frame = null;
+    dropCharts();
+    state.retries = 0;
+    connect();
+  }
+
+  function adoptSession(session) {
+    state.sites = session.sites || [];
+    state.timezone = session.timezone || state.timezone;
+    state.site = chooseSite(state.sites);
+    if (state.site) storageSet(SITE_KEY, state.site);
+    fillPicker();
+  }
+
+  function start() {
+    state.lang = chooseLang();
+    applyLanguage();
+    $("lang-toggle").addEventListener("click", function () {
+      state.lang = state.lang === "vi" ? "en" : "vi";
+      storageSet(LANG_KEY, state.lang);
+      var params = new URLSearchParams(location.search);
+      params.delete("lang");
+      var query = params.toString();
+      history.replaceState(null, "", location.pathname + (query ? "?" + query : ""));
+      applyLanguage();
+      dropCharts();
+      if (state.frame) render(state.frame);
+    });
+    $("site-picker").addEventListener("change", function (event) { switchSite(event.target.value); });
+    window.addEventListener("resize", resizeCharts);
+    loadSession().then(function (session) {
+      if (!session) return;
+      adoptSession(session);
+      if (state.site) connect();
+    }, function () { setStatus("offline"); scheduleReconnect(); });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
