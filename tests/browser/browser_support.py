@@ -23,7 +23,7 @@ PUSH_INTERVAL = 0.5
 TOTAL_OFFSET = 12_345_000
 SITES = (
     "tabs", "second", "takeover", "hostile", "english", "fallback", "trending", "portal", "restart",
-    "engaged", "busy",
+    "engaged", "busy", "nolocks", "reload",
 )
 
 

@@ -335,3 +335,45 @@ def test_a_busy_page_stays_within_the_frame_size_and_rate_limits(
     times = [at for at, _ in frames]
     busiest = max(sum(1 for t in times if start <= t < start + 1) for start in times)
     assert busiest <= 10, busiest
+
+
+def test_without_web_locks_each_tab_connects_but_the_browser_counts_once(
+    new_context: NewContext, portal: Portal, service: Service
+) -> None:
+    context = new_context()
+    context.add_init_script("delete Navigator.prototype.locks;")
+    sockets: list[WebSocket] = []
+    tabs = [open_tab(context, portal.page(f"/nolocks/{i}.html", "nolocks"), sockets)
+            for i in range(2)]
+    assert tabs[0].evaluate("navigator.locks") is None
+    wait_for_text(tabs, ONE, timeout=5)
+    assert len(sockets) == 2
+    assert len(leaders(tabs)) == 2
+    deadline = time.monotonic() + 5
+    while {t["path"] for t in service.stats("nolocks")["trending"]} != {"/nolocks/0.html",
+                                                                        "/nolocks/1.html"}:
+        assert time.monotonic() < deadline, service.stats("nolocks")
+        time.sleep(0.1)
+    assert service.stats("nolocks")["online"] == 1
+
+
+def test_a_reload_is_the_same_reader_without_a_flicker(
+    new_context: NewContext, portal: Portal, service: Service
+) -> None:
+    page = open_tab(new_context(), portal.page("/reload/a.html", "reload"))
+    expect(online_line(page)).to_have_text(ONE, timeout=5000)
+    visitor = page.evaluate("localStorage.getItem('portalpulse:visitor')")
+    assert visitor and 16 <= len(visitor) <= 64
+
+    page.reload()
+    counts = []
+    until = time.monotonic() + LEAVE_GRACE + PUSH_INTERVAL + 2
+    while time.monotonic() < until:
+        counts.append(service.stats("reload")["online"])
+        time.sleep(0.1)
+    assert set(counts) == {1}, counts
+    expect(online_line(page)).to_have_text(ONE)
+    expect(page.locator("[data-portalpulse-box] .stats")).to_contain_text("Hôm nay: 1 ")
+    assert page.evaluate("localStorage.getItem('portalpulse:visitor')") == visitor
+    today = service.stats("reload")["today"]
+    assert today["visits"] == 1 and today["views"] == 2, today
