@@ -1,0 +1,231 @@
+"""The processes under test: a private redis-server and one `portalpulse serve`.
+
+Both listen on loopback ports picked free at start; `stop()` ends them for
+sure (SIGTERM, then SIGKILL). Also the readings taken from outside:
+/proc for memory and CPU, Redis INFO, and the service's /metrics.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+REPO = Path(__file__).resolve().parents[2]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def raise_fd_limit() -> None:
+    """In the child before exec: as many open files as the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of `pid` (VmRSS), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time `pid` has used so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # fields[0] is field 3 (state): utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, wait: float = 15.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def _wait_until(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # retried until the deadline
+            last = exc
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not up within {timeout}s (last error: {last!r})")
+
+
+class RedisProc:
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client: redis.Redis | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        log = open(self.workdir / "redis.log", "wb")  # noqa: SIM115 - kept for the child
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.workdir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=raise_fd_limit,
+        )
+        self.client = redis.Redis(port=self.port, decode_responses=True)
+        _wait_until(self.client.ping, 10, "redis-server")
+
+    def info(self, section: str | None = None) -> dict[str, object]:
+        assert self.client is not None
+        return self.client.info(section) if section else self.client.info()
+
+    def memory_usage(self, key: str) -> int:
+        assert self.client is not None
+        return int(self.client.memory_usage(key, samples=0) or 0)
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        _stop(self.proc)
+
+
+def export_service(revision: str, into: Path) -> tuple[Path, str]:
+    """The `service/` tree of `revision` ("worktree": the files as they are now),
+    so that a benchmark measures one known version while others edit the tree.
+    Returns the source root and the commit (with "+worktree" when not committed)."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD" if revision == "worktree" else revision],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if revision == "worktree":
+        return REPO / "service", commit + "+worktree"
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", commit, "service"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "service", commit
+
+
+class ServiceProc:
+    """`portalpulse serve`, one process, on Redis."""
+
+    def __init__(self, workdir: Path, redis_url: str, site: str, source: Path) -> None:
+        self.source = source  # the directory that holds the `portalpulse` package
+        self.port = free_port()
+        self.workdir = workdir
+        self.redis_url = redis_url
+        self.site = site
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.config = workdir / "portalpulse.toml"
+        self.log = workdir / "service.log"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        self.config.write_text(
+            "[server]\n"
+            "beat_interval = 15\n"
+            "push_interval = 1.0\n"
+            "presence_ttl = 45\n"
+            "leave_grace = 5\n"
+            'log_level = "warning"\n'
+            f"\n[sites.{self.site}]\n"
+            'name = "Cổng thông tin (benchmark)"\n'
+            'origins = ["*"]\n'
+        )
+        env = dict(os.environ, PYTHONPATH=str(self.source))
+        env.pop("PORTALPULSE_CONFIG", None)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "portalpulse.cli",
+                "serve",
+                "--config",
+                str(self.config),
+                "--port",
+                str(self.port),
+                "--redis",
+                self.redis_url,
+            ],
+            stdout=open(self.log, "wb"),  # noqa: SIM115 - kept for the child
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.workdir,
+            preexec_fn=raise_fd_limit,
+        )
+        _wait_until(lambda: self.get("/readyz")[0] == 200, 30, "portalpulse serve")
+
+    def get(self, path: str) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
+    def metrics(self) -> dict[str, float]:
+        """The /metrics samples, keyed by `name{labels}` as exposed."""
+        status, body = self.get("/metrics")
+        if status != 200:
+            raise RuntimeError(f"/metrics answered {status}")
+        samples = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        _stop(self.proc, wait=20)

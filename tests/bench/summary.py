@@ -1,0 +1,136 @@
+"""The benchmark's printed summary, and the reading of a py-spy profile (no I/O
+beyond reading the profile file)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from measures import fmt_ms, table
+
+IDLE_FRAMES = ("EpollSelector.select", "_PollLikeSelector.select")
+VISITOR_KEYS = ("seen", "hold", "pairs")
+PAGE_KEYS = ("rank", "pages", "titles")
+
+
+def top_frames(path: Path, limit: int = 15) -> dict[str, Any]:
+    """The hottest functions of a py-spy raw (collapsed) profile, as shares of the
+    busy samples: those not waiting in the event loop's selector."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    busy = idle = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        if frames[-1].startswith(IDLE_FRAMES):
+            idle += count
+            continue
+        busy += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+
+    def top(shares: dict[str, int]) -> list[tuple[str, float]]:
+        ranked = sorted(shares.items(), key=lambda item: -item[1])[:limit]
+        return [(frame, round(100 * n / max(1, busy), 1)) for frame, n in ranked]
+
+    return {
+        "busy_samples": busy,
+        "idle_samples": idle,
+        "self_percent": top(own),
+        "inclusive_percent": top(inclusive),
+    }
+
+
+def _ms_list(values: dict[str, float], names: tuple[str, ...]) -> str:
+    return " / ".join(fmt_ms(values.get(name, math.nan)) for name in names)
+
+
+def _histogram(h: dict[str, Any], bound: str) -> str:
+    return f"{h.get('mean', math.nan) * 1000:.1f} ms / <= {h.get(bound, math.nan) * 1000:.0f} ms"
+
+
+def _redis_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    keys, w = result.get("redis_keys", {}), result.get("window", {})
+    sizes = keys.get("sizes", {})
+    visitor_bytes = sum(v for k, v in sizes.items() if k in VISITOR_KEYS)
+    page_bytes = sum(v for k, v in sizes.items() if k in PAGE_KEYS or k.startswith("vb:"))
+    online, pages = keys.get("online", 0), keys.get("pages", 0)
+    return [
+        ("Redis EVALSHA (round trips) per tick", f"{w.get('evalsha_per_tick', math.nan):.2f}"),
+        (
+            "Redis commands per tick, inside scripts",
+            f"{w.get('redis_commands_per_tick', math.nan):.1f}",
+        ),
+        ("Redis calls in window", json.dumps(dict(list(w.get("redis_calls", {}).items())[:8]))),
+        ("Redis online visitors / tracked pages", f"{online} / {pages}"),
+        (
+            "Redis used_memory delta per visitor",
+            f"{w.get('redis_bytes_per_visitor', math.nan):.0f} B",
+        ),
+        ("Redis visitor keys per visitor", f"{visitor_bytes / online:.0f} B" if online else "n/a"),
+        ("Redis page keys per page", f"{page_bytes / pages:.0f} B" if pages else "n/a"),
+    ]
+
+
+def report(result: dict[str, Any]) -> str:
+    """The summary table printed at the end of a run."""
+    c, w = result.get("clients", {}), result.get("window", {})
+    cpu = w.get("cpu_share", {})
+    shares = [cpu.get("service", 0), cpu.get("redis", 0)]
+    shares += [v for k, v in cpu.items() if k.startswith("loadgen")]
+    rows = [
+        ("connections requested / held", f"{c.get('requested')} / {c.get('held')}"),
+        ("failed to open", json.dumps(c.get("failures", {}))),
+        ("closed during run (code)", json.dumps(c.get("closes", {}))),
+        ("error frames", json.dumps(c.get("errors", {}))),
+        ("held without a snapshot in window", str(c.get("starved"))),
+        ("ramp", f"{result.get('ramp_seconds')} s"),
+        ("handshake p50 / p99", _ms_list(c.get("handshake", {}), ("p50", "p99"))),
+        ("snapshot latency p50 / p95 / p99", _ms_list(c.get("latency", {}), ("p50", "p95", "p99"))),
+        ("snapshot latency p99.9 / max", _ms_list(c.get("latency", {}), ("p99.9", "max"))),
+        (
+            "latency samples (per conn-s)",
+            f"{c.get('samples')} ({c.get('snapshots_per_connection_second', math.nan):.2f})",
+        ),
+        (
+            "service RSS before -> after",
+            f"{w.get('rss_kb_before', 0) / 1024:.0f} MiB"
+            f" -> {w.get('rss_kb_after', 0) / 1024:.0f} MiB",
+        ),
+        ("service KB per connection", f"{w.get('kb_per_connection', math.nan):.1f}"),
+        ("CPU share service / redis / loadgen", " / ".join(f"{v:.0%}" for v in shares)),
+        (
+            "service CPU per connection-second",
+            f"{w.get('cpu_us_per_connection_second', math.nan):.1f} µs",
+        ),
+        ("ticks / store flushes in window", f"{w.get('ticks', 0):.0f} / {w.get('flushes', 0):.0f}"),
+        ("fan-out (push) mean / p99 bucket", _histogram(w.get("push", {}), "p99_le")),
+        ("tick mean / max bucket", _histogram(w.get("tick", {}), "max_le")),
+        ("event-loop lag mean / max bucket", _histogram(w.get("loop_lag", {}), "max_le")),
+        (
+            "GC collections gen0/1/2 in window",
+            "/".join(f"{v:.0f}" for v in w.get("gc_collections", {}).values()),
+        ),
+        *_redis_rows(result),
+    ]
+    text = f"Portal Pulse benchmark (service {result.get('service_commit')})\n" + table(rows)
+    profile = result.get("profile")
+    if profile:
+        text += (
+            f"\n\npy-spy: {profile['busy_samples']} busy samples"
+            f" ({profile['idle_samples']} idle in select); top self time:\n"
+        )
+        text += "\n".join(f"  {share:5.1f}%  {frame}" for frame, share in profile["self_percent"])
+        text += "\ntop inclusive:\n"
+        text += "\n".join(
+            f"  {share:5.1f}%  {frame}" for frame, share in profile["inclusive_percent"]
+        )
+    for note in result.get("notes", []):
+        text += f"\nnote: {note}"
+    return text
