@@ -126,24 +126,27 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=10)
 
 
-def start_redis(tmp_path: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    """A throw-away redis-server on a free loopback port: (URL, process)."""
-    port = free_port()
+def start_redis(
+    tmp_path: Path, *, port: int | None = None, options: tuple[str, ...] = ()
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """A throw-away redis-server on a loopback port, its files in
+    `tmp_path`/redis-PORT (no persistence unless `options` ask for it):
+    (URL, process). Started again with the same port, it finds its files."""
+    port = port or free_port()
     directory = tmp_path / f"redis-{port}"
-    directory.mkdir()
+    directory.mkdir(exist_ok=True)
     log = directory / "redis.log"
-    with log.open("wb") as out:
+    defaults = ("--save", "", "--appendonly", "no")
+    with log.open("ab") as out:
         process = subprocess.Popen(
             [
                 tool("redis-server"),
+                *defaults,
+                *options,
                 "--port",
                 str(port),
                 "--bind",
                 "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
                 "--dir",
                 str(directory),
             ],
