@@ -34,6 +34,8 @@ class SiteSettings:
     trending_size: int = 10
     total_visits_offset: int = 0
     max_pages: int = 10_000
+    # SHA-256 (hex) of the editors' tokens for this site's dashboard; never the tokens.
+    dashboard_tokens: tuple[str, ...] = ()
 
     def allows_origin(self, origin: str | None) -> bool:
         """True when `origin` (the browser's Origin header) may use this site."""
@@ -68,12 +70,24 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DashboardSettings:
+    # SHA-256 (hex) of province-wide tokens: they may see every site.
+    tokens: tuple[str, ...] = ()
+    # Signs session cookies; every instance behind one load balancer needs the same.
+    session_secret: str | None = None
+    session_hours: float = 12.0
+    # Secure cookies: "auto" sets Secure when the request came over HTTPS.
+    secure_cookie: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     store_url: str | None = None
     data_dir: Path = Path(".portalpulse")
     sites: Mapping[str, SiteSettings] = field(default_factory=dict)
     demo: bool = False
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -167,7 +181,42 @@ _SITE_KEYS = {
     "trending_size",
     "total_visits_offset",
     "max_pages",
+    "dashboard_tokens",
 }
+TOKEN_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _token_hashes(key: str, value: Any) -> tuple[str, ...]:
+    hashes = _strings(key, value)
+    for item in hashes:
+        if not TOKEN_HASH.match(item):
+            raise ConfigError(
+                f"{key}: {item[:12]!r}... is not a SHA-256 hex digest "
+                "(put the line `portalpulse token --site SITE` prints, never the token)"
+            )
+    return hashes
+
+
+def _parse_dashboard(raw: Any) -> DashboardSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError("dashboard: must be a table")
+    for key in raw:
+        if key not in ("tokens", "session_secret", "session_hours", "secure_cookie"):
+            raise ConfigError(f"dashboard.{key}: unknown key")
+    secret = raw.get("session_secret")
+    if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
+        raise ConfigError("dashboard.session_secret: must be a string of at least 16 characters")
+    secure = raw.get("secure_cookie", "auto")
+    if secure not in ("auto", True, False):
+        raise ConfigError('dashboard.secure_cookie: must be "auto", true or false')
+    return DashboardSettings(
+        tokens=_token_hashes("dashboard.tokens", raw.get("tokens", [])),
+        session_secret=secret,
+        session_hours=float(
+            _number("dashboard.session_hours", raw.get("session_hours", 12.0), float, 0.1, 720)
+        ),
+        secure_cookie=str(secure).lower() if isinstance(secure, bool) else secure,
+    )
 
 
 def _parse_site(site_id: str, raw: Any) -> SiteSettings:
@@ -207,6 +256,9 @@ def _parse_site(site_id: str, raw: Any) -> SiteSettings:
             )
         ),
         max_pages=int(_number(f"{prefix}.max_pages", raw.get("max_pages", 10_000), int, 10, 1e6)),
+        dashboard_tokens=_token_hashes(
+            f"{prefix}.dashboard_tokens", raw.get("dashboard_tokens", [])
+        ),
     )
 
 
@@ -214,8 +266,8 @@ def parse(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Setti
     """Check a decoded TOML document (and env overrides) into `Settings`."""
     env = os.environ if env is None else env
     for key in raw:
-        if key not in ("server", "store", "sites"):
-            raise ConfigError(f"{key}: unknown section (expected server, store, sites)")
+        if key not in ("server", "store", "sites", "dashboard"):
+            raise ConfigError(f"{key}: unknown section (expected server, store, sites, dashboard)")
     server = _parse_server(raw.get("server", {}))
     store = raw.get("store", {})
     if not isinstance(store, dict):
@@ -248,7 +300,12 @@ def parse(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Setti
             raise ConfigError(f"PORTALPULSE_PORT: not a port number: {port!r}")
         server = replace(server, port=int(port))
     return Settings(
-        server=server, store_url=store_url, data_dir=Path(data_dir), sites=sites, demo=demo
+        server=server,
+        store_url=store_url,
+        data_dir=Path(data_dir),
+        sites=sites,
+        demo=demo,
+        dashboard=_parse_dashboard(raw.get("dashboard", {})),
     )
 
 

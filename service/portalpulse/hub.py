@@ -17,8 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import metrics, protocol
+from . import metrics, protocol, sources
 from .config import ServerSettings, SiteSettings
+from .dashboard_feed import dashboard_frame
 from .protocol import Page
 from .store.base import (
     OpKind,
@@ -28,6 +29,7 @@ from .store.base import (
     Store,
     StoreUnavailable,
     day_keys,
+    local_hour,
 )
 
 log = logging.getLogger("portalpulse.hub")
@@ -54,6 +56,8 @@ class VisitorHere:
     connections: int = 0
     pages: Counter[str] = field(default_factory=Counter)
     refresh_due: float = 0.0
+    engaged: int = 0  # how many of its connections here are engaged
+    attrs: str = ""  # "kind:name|device" of the visit, from its first hello
 
 
 @dataclass(slots=True)
@@ -62,12 +66,18 @@ class PendingOp:
     visitor: str
     pages: tuple[str, ...]
     at: float  # monotonic time of the event
+    engaged: bool | None = None
+    attrs: str = ""
 
 
 class SiteHub:
     def __init__(self, site: SiteSettings) -> None:
         self.site = site
         self.subscribers: set[Subscriber] = set()
+        self.watchers: set[Subscriber] = set()  # editors' dashboards
+        self.hosts = sources.hosts_of(site.origins)
+        self.dashboard_frame: str | None = None
+        self.dashboard_key: tuple[object, ...] | None = None
         self.visitors: dict[str, VisitorHere] = {}
         self.ops: deque[PendingOp] = deque()
         self.views: Counter[str] = Counter()
@@ -83,7 +93,12 @@ class SiteHub:
     @property
     def active(self) -> bool:
         return bool(
-            self.subscribers or self.ops or self.views or self.total_views or self.http_visitors
+            self.subscribers
+            or self.watchers
+            or self.ops
+            or self.views
+            or self.total_views
+            or self.http_visitors
         )
 
     def ranked(self, pages: Iterable[Page]) -> tuple[str, ...]:
@@ -101,14 +116,28 @@ class SiteHub:
             if page.title:
                 self.titles[page.path] = page.title
 
-    def add_op(self, kind: OpKind, visitor: str, pages: tuple[str, ...], at: float) -> None:
-        self.ops.append(PendingOp(kind, visitor, pages, at))
+    def attrs_of(self, hello: protocol.Hello) -> str:
+        """'kind:name|device' of a visit: where its first page came from, and on what."""
+        referrer = next((p.referrer for p in hello.pages if p.referrer), "")
+        return f"{sources.classify(referrer, self.hosts)}|{hello.device}"
+
+    def add_op(
+        self,
+        kind: OpKind,
+        visitor: str,
+        pages: tuple[str, ...],
+        at: float,
+        engaged: bool | None = None,
+        attrs: str = "",
+    ) -> None:
+        self.ops.append(PendingOp(kind, visitor, pages, at, engaged, attrs))
         while len(self.ops) > MAX_PENDING_OPS:
             self.ops.popleft()
 
     def empty_batch(self, server: ServerSettings, wall: float) -> SiteBatch:
         today, yesterday = day_keys(wall + server.clock_offset, server.zone)
         return SiteBatch(
+            hour=local_hour(wall + server.clock_offset, server.zone),
             site=self.site.id,
             presence_ttl=server.presence_ttl,
             leave_grace=server.leave_grace,
@@ -123,7 +152,11 @@ class SiteHub:
     def take_batch(self, server: ServerSettings, now: float, wall: float) -> SiteBatch:
         """Everything recorded since the last flush; `give_back` undoes it."""
         batch = self.empty_batch(server, wall)
-        batch.ops = [PresenceOp(o.kind, o.visitor, o.pages, max(0.0, now - o.at)) for o in self.ops]
+        batch.ops = [
+            PresenceOp(o.kind, o.visitor, o.pages, max(0.0, now - o.at), o.engaged, o.attrs)
+            for o in self.ops
+        ]
+        batch.detail = bool(self.watchers)
         batch.views = dict(self.views)
         batch.total_views = self.total_views
         batch.titles = self.titles
@@ -164,31 +197,39 @@ class Hub:
 
     # -- what transports report ------------------------------------------------
 
-    def join(
-        self,
-        site_id: str,
-        subscriber: Subscriber,
-        visitor: str,
-        pages: tuple[Page, ...],
-        new_views: bool,
-    ) -> None:
+    def join(self, site_id: str, subscriber: Subscriber, hello: protocol.Hello) -> None:
         """A live connection said hello."""
         hub = self.sites[site_id]
         now = time.monotonic()
         hub.subscribers.add(subscriber)
+        visitor = hello.visitor
         here = hub.visitors.get(visitor)
         first = here is None
         if here is None:
             here = hub.visitors[visitor] = VisitorHere(refresh_due=now + self.refresh_every)
+            here.attrs = hub.attrs_of(hello)
             self._refresh.append((here.refresh_due, site_id, visitor))
         here.connections += 1
-        ranked = hub.ranked(pages)
+        here.engaged += hello.engaged
+        ranked = hub.ranked(hello.pages)
         here.pages.update(ranked)
-        hub.note_titles(pages)
-        if new_views:
-            hub.count_views(pages)
-        hub.add_op(OpKind.HOLD if first else OpKind.REFRESH, visitor, ranked, now)
+        hub.note_titles(hello.pages)
+        if not hello.resume:
+            hub.count_views(hello.pages)
+        kind = OpKind.HOLD if first else OpKind.REFRESH
+        hub.add_op(kind, visitor, ranked, now, here.engaged > 0, here.attrs)
         self._urgent.set()
+
+    def engage(self, site_id: str, visitor: str, was: bool, engaged: bool) -> None:
+        """A connection's engagement changed; the visitor's only when no other tab is."""
+        hub = self.sites[site_id]
+        here = hub.visitors.get(visitor)
+        if here is None or was == engaged:
+            return
+        before = here.engaged > 0
+        here.engaged += 1 if engaged else -1
+        if (here.engaged > 0) != before:
+            hub.add_op(OpKind.REFRESH, visitor, tuple(here.pages), time.monotonic(), not before)
 
     def change_pages(
         self, site_id: str, visitor: str, old: tuple[Page, ...], new: tuple[Page, ...]
@@ -214,12 +255,17 @@ class Hub:
                 del here.pages[path]
                 gone.append(path)
         if ranked_opened:
-            hub.add_op(OpKind.REFRESH, visitor, ranked_opened, now)
+            hub.add_op(OpKind.REFRESH, visitor, ranked_opened, now, here.engaged > 0)
         if gone:
             hub.add_op(OpKind.CLOSE_PAGES, visitor, tuple(gone), now)
 
     def part(
-        self, site_id: str, subscriber: Subscriber, visitor: str | None, pages: tuple[Page, ...]
+        self,
+        site_id: str,
+        subscriber: Subscriber,
+        visitor: str | None,
+        pages: tuple[Page, ...],
+        engaged: bool = False,
     ) -> None:
         """A live connection ended (after hello, when `visitor` is set)."""
         hub = self.sites[site_id]
@@ -232,6 +278,8 @@ class Hub:
         now = time.monotonic()
         here.connections -= 1
         ranked = hub.ranked(pages)
+        if engaged and here.connections > 0:
+            self.engage(site_id, visitor, True, False)
         if here.connections <= 0:
             del hub.visitors[visitor]
             hub.add_op(OpKind.LEAVE, visitor, tuple(set(ranked) | set(here.pages)), now)
@@ -259,7 +307,8 @@ class Hub:
             if not hello.resume:
                 hub.count_views(hello.pages)
             hub.http_visitors[hello.visitor] = now + self.server.presence_ttl
-            hub.add_op(OpKind.BEAT, hello.visitor, ranked, now)
+            attrs = hub.attrs_of(hello)
+            hub.add_op(OpKind.BEAT, hello.visitor, ranked, now, hello.engaged, attrs)
         self._urgent.set()
 
     # -- the tick --------------------------------------------------------------
@@ -329,7 +378,7 @@ class Hub:
             here = hub.visitors.get(visitor)
             if here is None or here.refresh_due != due:
                 continue
-            hub.add_op(OpKind.REFRESH, visitor, tuple(here.pages), now)
+            hub.add_op(OpKind.REFRESH, visitor, tuple(here.pages), now, here.engaged > 0)
             here.refresh_due = now + self.refresh_every
             queue.append((here.refresh_due, site_id, visitor))
 
@@ -368,6 +417,8 @@ class Hub:
             metrics.online_visitors.labels(hub.site.id).set(snap.online)
             if push and not self.closing:
                 self._push(hub, snap, now)
+                if snap.detail is not None:
+                    self._push_dashboard(hub, snap)
 
     def _push(self, hub: SiteHub, snap: SiteSnapshot, now: float) -> None:
         key = snap.content_key()
@@ -382,6 +433,37 @@ class Hub:
         for subscriber in list(hub.subscribers):
             subscriber.offer(frame)
         metrics.push_seconds.observe(time.perf_counter() - started)
+
+    def _push_dashboard(self, hub: SiteHub, snap: SiteSnapshot) -> None:
+        frame, key = dashboard_frame(snap, hub.site)
+        hub.dashboard_frame = frame
+        if key == hub.dashboard_key:
+            return
+        hub.dashboard_key = key
+        for watcher in list(hub.watchers):
+            watcher.offer(frame)
+
+    # -- editors' dashboards: one frame per site per tick, whatever the number of editors --
+
+    def watch(self, site_id: str, watcher: Subscriber) -> None:
+        self.sites[site_id].watchers.add(watcher)
+
+    def unwatch(self, site_id: str, watcher: Subscriber) -> None:
+        self.sites[site_id].watchers.discard(watcher)
+
+    async def read_dashboard(self, site_id: str) -> str:
+        """The site's dashboard frame now (for a dashboard that just connected)."""
+        hub = self.sites[site_id]
+        if hub.dashboard_frame is not None and hub.watchers:
+            return hub.dashboard_frame
+        batch = hub.empty_batch(self.server, time.time())
+        batch.detail = True
+        (snap,) = await self.store.flush([batch])
+        frame, _ = dashboard_frame(snap, hub.site)
+        return frame
+
+    async def history(self, site_id: str, minutes: int) -> list[tuple[float, int]]:
+        return await self.store.history(site_id, minutes)
 
     # -- reads -----------------------------------------------------------------
 

@@ -243,3 +243,80 @@ async def test_redis_keys_share_the_site_hash_tag(store: Store) -> None:
         return
     await flush(store, hold("hash-tag-visitor1", "/a"), views={"/a": 1}, site="myhao")
     assert site_prefix("myhao") == "pp:{myhao}:"
+
+
+def present(visitor: str, *pages: str, engaged: bool | None = None, attrs: str = "",
+            kind: OpKind = OpKind.HOLD) -> PresenceOp:
+    return PresenceOp(kind, visitor, pages, 0.0, engaged, attrs)
+
+
+async def detailed(store: Store, *ops: PresenceOp, **kw) -> SiteSnapshot:  # type: ignore[no-untyped-def]
+    b = batch("s1", *ops, store=store, **kw)
+    b.detail = True
+    (snap,) = await store.flush([b])
+    assert snap.detail is not None
+    return snap
+
+
+async def test_detail_counts_engaged_visitors_and_engaged_readers(store: Store) -> None:
+    snap = await detailed(
+        store,
+        present("engaged-reader-01", "/a", engaged=True),
+        present("engaged-reader-02", "/a", "/b", engaged=True),
+        present("idle-reader-00001", "/a", engaged=False),
+    )
+    assert snap.detail and snap.detail.engaged == 2
+    assert snap.detail.page_engaged == {"/a": 2, "/b": 1}
+    snap = await detailed(store, present("engaged-reader-02", "/a", "/b", engaged=False, kind=OpKind.REFRESH))
+    assert snap.detail and snap.detail.engaged == 1
+    assert snap.detail.page_engaged == {"/a": 1, "/b": 0}
+    await flush(store, leave("engaged-reader-01", "/a"))
+    await later(store, GRACE + 1)
+    snap = await detailed(store)
+    assert snap.detail and snap.detail.engaged == 0 and snap.online == 2
+
+
+async def test_detail_splits_online_visitors_by_source_and_device(store: Store) -> None:
+    snap = await detailed(
+        store,
+        present("from-google-00001", "/a", attrs="search:google|mobile"),
+        present("from-google-00002", "/a", attrs="search:google|desktop"),
+        present("from-zalo-0000001", "/a", attrs="social:zalo|mobile"),
+        present("typed-it-0000001", "/a", attrs="direct:|"),
+        present("from-google-00001", "/b", attrs="social:facebook|tablet", kind=OpKind.REFRESH),
+    )
+    assert snap.detail is not None
+    assert snap.detail.sources == {"search:google": 2, "social:zalo": 1, "direct:": 1}
+    assert snap.detail.devices == {"mobile": 2, "desktop": 1, "unknown": 1}
+    await flush(store, leave("from-zalo-0000001", "/a"))
+    await later(store, GRACE + 1)
+    snap = await detailed(store)
+    assert snap.detail is not None
+    assert snap.detail.sources == {"search:google": 2, "direct:": 1}
+    assert snap.detail.devices == {"mobile": 1, "desktop": 1, "unknown": 1}
+
+
+async def test_history_keeps_online_per_minute(store: Store) -> None:
+    await flush(store, present("history-visitor-1"), present("history-visitor-2"))
+    await later(store, 60)  # the first two expired (ttl 45), a third arrives
+    await flush(store, present("history-visitor-3", kind=OpKind.BEAT))
+    history = await store.history("s1", 5)
+    assert [n for _, n in history] == [2, 1]
+    assert history[1][0] - history[0][0] == 60.0
+    assert all(ts % 60 == 0 for ts, _ in history)
+    snap = await detailed(store)
+    assert snap.detail and [n for _, n in snap.detail.minutes][-2:] == [2, 1]
+    first_minute = history[0][0]
+    await later(store, 8 * 86400 + 120)
+    await flush(store)
+    kept = await store.history("s1", 11520)
+    assert kept and all(ts > first_minute for ts, _ in kept), "older than 8 days is gone"
+
+
+async def test_detail_counts_views_per_local_hour(store: Store) -> None:
+    b = batch("s1", views={"/a": 3}, store=store)
+    b.hour, b.detail = 9, True
+    (snap,) = await store.flush([b])
+    assert snap.detail is not None
+    assert snap.detail.hours_today[9] == 3 and sum(snap.detail.hours_today) == 3
+    assert len(snap.detail.hours_yesterday) == 24

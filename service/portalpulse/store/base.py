@@ -51,6 +51,10 @@ class PresenceOp:
     pages: tuple[str, ...] = ()
     age: float = 0.0
     """Seconds between the event and the flush: deadlines count from the event."""
+    engaged: bool | None = None
+    """With HOLD/REFRESH/BEAT: whether the visitor is engaged now (None: unknown)."""
+    attrs: str = ""
+    """With HOLD/BEAT: 'kind:name|device' of the visit, kept while the visitor is online."""
 
 
 @dataclass(slots=True)
@@ -71,6 +75,10 @@ class SiteBatch:
     total_views: int = 0
     titles: dict[str, str] = field(default_factory=dict)
     want_yesterday: bool = False
+    hour: int = 0
+    """The local hour now (0-23): views are also counted per hour of the day."""
+    detail: bool = False
+    """Also answer the editors' dashboard detail."""
 
     @property
     def size(self) -> int:
@@ -94,6 +102,26 @@ class DayCounts:
     peak_at: float | None = None
 
 
+DETAIL_PAGES = 30
+DETAIL_MINUTES = 60
+HISTORY_DAYS = 8
+HISTORY_MINUTES = HISTORY_DAYS * 1440
+
+
+@dataclass(frozen=True, slots=True)
+class SiteDetail:
+    """What the editors' dashboard adds to a snapshot."""
+
+    engaged: int
+    pages: tuple[TrendingPage, ...]
+    page_engaged: dict[str, int]
+    sources: dict[str, int]
+    devices: dict[str, int]
+    minutes: tuple[tuple[float, int], ...]
+    hours_today: tuple[int, ...]
+    hours_yesterday: tuple[int, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class SiteSnapshot:
     site: str
@@ -103,6 +131,7 @@ class SiteSnapshot:
     total_visits: int
     ts: float
     yesterday: DayCounts | None = None
+    detail: SiteDetail | None = None
 
     def content_key(self) -> tuple[object, ...]:
         """Everything but the time: two snapshots with equal keys need no new push."""
@@ -130,6 +159,11 @@ class Store(abc.ABC):
         """Apply every batch and answer each site's snapshot, in order, in one round trip."""
 
     @abc.abstractmethod
+    async def history(self, site: str, minutes: int) -> list[tuple[float, int]]:
+        """Online visitors per minute (minute start, most seen), oldest first,
+        for the last `minutes` minutes (at most `HISTORY_MINUTES`)."""
+
+    @abc.abstractmethod
     async def ping(self) -> None:
         """Return when the store answers; raise `StoreUnavailable` otherwise."""
 
@@ -143,3 +177,7 @@ def day_keys(when: float, zone: ZoneInfo) -> tuple[str, str]:
     """(today, yesterday) in `zone` at Unix time `when`."""
     today = dt.datetime.fromtimestamp(when, zone).date()
     return today.strftime("%Y%m%d"), (today - dt.timedelta(days=1)).strftime("%Y%m%d")
+
+
+def local_hour(when: float, zone: ZoneInfo) -> int:
+    return dt.datetime.fromtimestamp(when, zone).hour

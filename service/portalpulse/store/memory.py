@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from .base import DAY_KEEP_DAYS, SiteBatch, SiteSnapshot, Store
+from .base import DAY_KEEP_DAYS, HISTORY_MINUTES, SiteBatch, SiteSnapshot, Store
 from .presence import SitePresence
 
 log = logging.getLogger("portalpulse.store")
@@ -62,6 +62,9 @@ class MemoryStore(Store):
 
     async def ping(self) -> None:
         return None
+
+    async def history(self, site: str, minutes: int) -> list[tuple[float, int]]:
+        return list(self._site(site).history(self.now(), min(minutes, HISTORY_MINUTES)))
 
     async def flush(self, batches: Sequence[SiteBatch]) -> list[SiteSnapshot]:
         now = self.now()

@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from .base import (
+    DETAIL_MINUTES,
+    DETAIL_PAGES,
+    HISTORY_MINUTES,
     VISIT_GAP,
     DayCounts,
     OpKind,
     PresenceOp,
     SiteBatch,
+    SiteDetail,
     SiteSnapshot,
     TrendingPage,
 )
+
+PRESENT = (OpKind.HOLD, OpKind.REFRESH, OpKind.BEAT)
 
 
 @dataclass(slots=True)
@@ -34,6 +40,7 @@ class Day:
     visitors: set[str] = field(default_factory=set)
     # Once a day is over its visitor set is dropped and only its size kept.
     visitor_count: int = 0
+    hours: list[int] = field(default_factory=lambda: [0] * 24)
 
     def counts(self) -> DayCounts:
         unique = max(len(self.visitors), self.visitor_count)
@@ -53,6 +60,9 @@ class Deadlines:
         self.deadline[key] = when
         heapq.heappush(self._heap, (when, key))
 
+    def discard(self, key: Any) -> None:
+        self.deadline.pop(key, None)  # its heap entry goes stale and is skipped
+
     def pop_expired(self, now: float) -> list[tuple[Any, float]]:
         """Remove and return (key, deadline) of the keys whose deadline is <= now."""
         out = []
@@ -69,20 +79,67 @@ class Deadlines:
         return out
 
 
+class PageCounts:
+    """(page, visitor) pairs with deadlines, and per page how many are live."""
+
+    __slots__ = ("count", "pairs")
+
+    def __init__(self) -> None:
+        self.pairs = Deadlines()
+        self.count: dict[str, int] = {}
+
+    def up(self, page: str, visitor: str, deadline: float) -> bool:
+        """Keep the pair until at least `deadline`; True when it is new."""
+        key = (page, visitor)
+        current = self.pairs.deadline.get(key)
+        if current is None:
+            self.count[page] = self.count.get(page, 0) + 1
+        if current is None or deadline > current:
+            self.pairs.set(key, deadline)
+        return current is None
+
+    def down(self, page: str, visitor: str, deadline: float, now: float) -> None:
+        """Lower the pair's deadline (never raise it); gone at once when it passed."""
+        key = (page, visitor)
+        current = self.pairs.deadline.get(key)
+        if current is None or deadline >= current:
+            return
+        if deadline <= now:
+            self.pairs.discard(key)
+            self._less(page)
+        else:
+            self.pairs.set(key, deadline)
+
+    def _less(self, page: str) -> None:
+        if page in self.count:
+            self.count[page] -= 1
+            if self.count[page] <= 0:
+                del self.count[page]
+
+    def expire(self, now: float) -> None:
+        for (page, _visitor), _ in self.pairs.pop_expired(now):
+            self._less(page)
+
+
 class SitePresence:
     def __init__(self, site: str) -> None:
         self.site = site
-        self.online: Deadlines = Deadlines()  # visitor -> deadline
-        self.away: Deadlines = Deadlines()  # visitor -> when it left + VISIT_GAP
+        self.online = Deadlines()  # visitor -> deadline
+        self.away = Deadlines()  # visitor -> when it left + VISIT_GAP
+        self.engaged = Deadlines()  # engaged visitor -> deadline
         self.holders: dict[str, set[str]] = {}
         self.instances: dict[str, float] = {}
-        self.pairs: Deadlines = Deadlines()  # (page, visitor) -> deadline
-        self.readers: dict[str, int] = {}
+        self.readers = PageCounts()
+        self.engaged_readers = PageCounts()
+        self.attrs: dict[str, str] = {}  # online visitor -> "kind:name|device"
+        self.sources: Counter[str] = Counter()
+        self.devices: Counter[str] = Counter()
         self.window_views: dict[str, int] = {}
         self.buckets: dict[int, dict[str, int]] = {}
         self.pages: OrderedDict[str, None] = OrderedDict()  # least recently opened first
         self.titles: dict[str, str] = {}
         self.days: dict[str, Day] = {}
+        self.minutes: dict[int, int] = {}  # minute -> most online seen in it
         self.total_visits = 0
 
     # -- flush -------------------------------------------------------------
@@ -103,42 +160,56 @@ class SitePresence:
             bucket = self.buckets.setdefault(minute, {})
             bucket[path] = bucket.get(path, 0) + count
         day.views += batch.total_views
+        day.hours[batch.hour] += batch.total_views
         online = len(self.online.deadline)
         if online > day.peak_online:
             day.peak_online, day.peak_at = online, now
+        if online > self.minutes.get(minute, -1):
+            self.minutes[minute] = online
         yesterday = None
-        if batch.want_yesterday:
-            yesterday = (
-                self.days[batch.yesterday].counts() if batch.yesterday in self.days else DayCounts()
-            )
+        if batch.want_yesterday or batch.detail:
+            yesterday = self.days.get(batch.yesterday, Day()).counts()
         return SiteSnapshot(
             site=self.site,
             online=online,
-            trending=self._trending(batch.trending_size),
+            trending=self._top(batch.trending_size),
             today=day.counts(),
             total_visits=self.total_visits,
             ts=now,
             yesterday=yesterday,
+            detail=self._detail(batch, now) if batch.detail else None,
         )
 
     def _apply(self, op: PresenceOp, batch: SiteBatch, instance: str, now: float, day: Day) -> None:
         at = now - op.age
         visitor = op.visitor
-        if op.kind in (OpKind.HOLD, OpKind.REFRESH, OpKind.BEAT):
+        if op.kind in PRESENT:
             deadline = at + batch.presence_ttl
             current = self.online.deadline.get(visitor)
             if current is None:
-                self._arrive(visitor, now, day)
+                self._arrive(visitor, day)
             if current is None or deadline > current:
                 self.online.set(visitor, deadline)
             if op.kind is OpKind.HOLD:
                 self.holders.setdefault(visitor, set()).add(instance)
+            if op.attrs and visitor not in self.attrs:
+                self._set_attrs(visitor, op.attrs)
             day.visitors.add(visitor)
             for page in op.pages:
-                self._pair_up(page, visitor, deadline, batch.max_pages)
+                if self.readers.up(page, visitor, deadline):
+                    self._touch_page(page, batch.max_pages)
+            if op.engaged:
+                self.engaged.set(visitor, max(deadline, self.engaged.deadline.get(visitor, 0)))
+                for page in op.pages:
+                    self.engaged_readers.up(page, visitor, deadline)
+            elif op.engaged is False:
+                self.engaged.discard(visitor)
+                for page in op.pages:
+                    self.engaged_readers.down(page, visitor, now, now)
         elif op.kind is OpKind.CLOSE_PAGES:
             for page in op.pages:
-                self._pair_down(page, visitor, at + batch.leave_grace)
+                self.readers.down(page, visitor, at + batch.leave_grace, now)
+                self.engaged_readers.down(page, visitor, at + batch.leave_grace, now)
         else:  # LEAVE, BYE
             holders = self.holders.get(visitor, set())
             if op.kind is OpKind.LEAVE:
@@ -149,32 +220,44 @@ class SitePresence:
                 return
             self.holders.pop(visitor, None)
             deadline = at + batch.leave_grace
-            if visitor in self.online.deadline:
-                self.online.set(visitor, deadline)
             for page in op.pages:
-                self._pair_down(page, visitor, deadline)
+                self.readers.down(page, visitor, deadline, now)
+                self.engaged_readers.down(page, visitor, deadline, now)
+            current = self.online.deadline.get(visitor)
+            if current is not None and deadline < current:
+                if deadline <= now:
+                    self.online.discard(visitor)
+                    self._gone(visitor, deadline)
+                else:
+                    self.online.set(visitor, deadline)
+                    if visitor in self.engaged.deadline:
+                        self.engaged.set(visitor, deadline)
 
-    def _arrive(self, visitor: str, now: float, day: Day) -> None:
+    def _arrive(self, visitor: str, day: Day) -> None:
         if visitor not in self.away.deadline:
             day.visits += 1
             self.total_visits += 1
         else:
-            del self.away.deadline[visitor]
+            self.away.discard(visitor)
 
-    def _pair_up(self, page: str, visitor: str, deadline: float, max_pages: int) -> None:
-        key = (page, visitor)
-        current = self.pairs.deadline.get(key)
-        if current is None:
-            self.readers[page] = self.readers.get(page, 0) + 1
-            self._touch_page(page, max_pages)
-        if current is None or deadline > current:
-            self.pairs.set(key, deadline)
+    def _set_attrs(self, visitor: str, attrs: str) -> None:
+        source, _, device = attrs.partition("|")
+        self.attrs[visitor] = attrs
+        self.sources[source] += 1
+        self.devices[device or "unknown"] += 1
 
-    def _pair_down(self, page: str, visitor: str, deadline: float) -> None:
-        key = (page, visitor)
-        current = self.pairs.deadline.get(key)
-        if current is not None and deadline < current:
-            self.pairs.set(key, deadline)
+    def _gone(self, visitor: str, deadline: float) -> None:
+        """The visitor is no longer online (its deadline passed at `deadline`)."""
+        self.holders.pop(visitor, None)
+        self.engaged.discard(visitor)
+        self.away.set(visitor, deadline + VISIT_GAP)
+        attrs = self.attrs.pop(visitor, None)
+        if attrs is not None:
+            source, _, device = attrs.partition("|")
+            for counter, key in ((self.sources, source), (self.devices, device or "unknown")):
+                counter[key] -= 1
+                if counter[key] <= 0:
+                    del counter[key]
 
     def _touch_page(self, page: str, max_pages: int) -> None:
         self.pages[page] = None
@@ -182,19 +265,17 @@ class SitePresence:
         while len(self.pages) > max_pages:
             evicted, _ = self.pages.popitem(last=False)
             self.titles.pop(evicted, None)
-            self.readers.pop(evicted, None)
+            self.readers.count.pop(evicted, None)
+            self.engaged_readers.count.pop(evicted, None)
             self.window_views.pop(evicted, None)
 
     def _expire(self, now: float, window: float) -> None:
         for visitor, deadline in self.online.pop_expired(now):
-            self.holders.pop(visitor, None)
-            self.away.set(visitor, deadline + VISIT_GAP)
+            self._gone(visitor, deadline)
         self.away.pop_expired(now)
-        for (page, _visitor), _ in self.pairs.pop_expired(now):
-            if page in self.readers:
-                self.readers[page] -= 1
-                if self.readers[page] <= 0:
-                    del self.readers[page]
+        self.engaged.pop_expired(now)
+        self.readers.expire(now)
+        self.engaged_readers.expire(now)
         oldest = math.floor((now - window) / 60)
         for minute in [m for m in self.buckets if m < oldest]:
             for path, count in self.buckets.pop(minute).items():
@@ -206,18 +287,43 @@ class SitePresence:
                         del self.window_views[path]
         for dead in [i for i, until in self.instances.items() if until <= now]:
             del self.instances[dead]
+        first_kept = int(now // 60) - HISTORY_MINUTES
+        while self.minutes and next(iter(self.minutes)) < first_kept:
+            del self.minutes[next(iter(self.minutes))]
 
-    def _trending(self, size: int) -> tuple[TrendingPage, ...]:
-        candidates = set(self.readers) | set(self.window_views)
+    def _top(self, size: int) -> tuple[TrendingPage, ...]:
+        readers = self.readers.count
+        candidates = set(readers) | set(self.window_views)
         top = sorted(
             candidates,
-            key=lambda p: (-self.readers.get(p, 0), -self.window_views.get(p, 0), p),
+            key=lambda p: (-readers.get(p, 0), -self.window_views.get(p, 0), p),
         )[:size]
         return tuple(
-            TrendingPage(
-                p, self.titles.get(p, ""), self.readers.get(p, 0), self.window_views.get(p, 0)
-            )
+            TrendingPage(p, self.titles.get(p, ""), readers.get(p, 0), self.window_views.get(p, 0))
             for p in top
+        )
+
+    def _detail(self, batch: SiteBatch, now: float) -> SiteDetail:
+        pages = self._top(DETAIL_PAGES)
+        today = self.days.get(batch.day, Day())
+        yesterday = self.days.get(batch.yesterday, Day())
+        return SiteDetail(
+            engaged=len(self.engaged.deadline),
+            pages=pages,
+            page_engaged={p.path: self.engaged_readers.count.get(p.path, 0) for p in pages},
+            sources=dict(self.sources),
+            devices=dict(self.devices),
+            minutes=self.history(now, DETAIL_MINUTES),
+            hours_today=tuple(today.hours),
+            hours_yesterday=tuple(yesterday.hours),
+        )
+
+    def history(self, now: float, minutes: int) -> tuple[tuple[float, int], ...]:
+        last = int(now // 60)
+        return tuple(
+            (m * 60.0, self.minutes[m])
+            for m in range(last - minutes + 1, last + 1)
+            if m in self.minutes
         )
 
     # -- persistence: counters and visit memory are durable, presence is not --
@@ -233,6 +339,7 @@ class SitePresence:
                     "peak_at": d.peak_at,
                     "visitors": sorted(d.visitors),
                     "visitor_count": d.visitor_count,
+                    "hours": d.hours,
                 }
                 for key, d in self.days.items()
             },
@@ -242,6 +349,7 @@ class SitePresence:
                 **self.away.deadline,
                 **{v: d + VISIT_GAP for v, d in self.online.deadline.items()},
             },
+            "minutes": {str(m): n for m, n in self.minutes.items()},
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -254,9 +362,12 @@ class SitePresence:
                 peak_at=d.get("peak_at"),
                 visitors=set(d.get("visitors", [])),
                 visitor_count=int(d.get("visitor_count", 0)),
+                hours=[int(n) for n in d.get("hours", [0] * 24)],
             )
         for visitor, until in state.get("away", {}).items():
             self.away.set(visitor, float(until))
+        for minute, n in sorted(state.get("minutes", {}).items(), key=lambda kv: int(kv[0])):
+            self.minutes[int(minute)] = int(n)
 
     def forget_days_before(self, oldest_day: str) -> None:
         for key in [k for k in self.days if k < oldest_day]:

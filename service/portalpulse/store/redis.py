@@ -19,12 +19,26 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from .base import DayCounts, SiteBatch, SiteSnapshot, Store, StoreUnavailable, TrendingPage
+from .base import (
+    DETAIL_MINUTES,
+    DETAIL_PAGES,
+    HISTORY_MINUTES,
+    DayCounts,
+    SiteBatch,
+    SiteDetail,
+    SiteSnapshot,
+    Store,
+    StoreUnavailable,
+    TrendingPage,
+)
 
 log = logging.getLogger("portalpulse.store")
 
 FLUSH_SCRIPT = resources.files("portalpulse.store").joinpath("lua/flush.lua").read_text("utf-8")
-KEY_NAMES = ("seen", "hold", "inst", "pairs", "rank", "pages", "titles", "vbi", "total", "wm")
+KEY_NAMES = (
+    "seen", "hold", "inst", "pairs", "rank", "pages", "titles", "vbi", "total", "wm",
+    "eng", "epairs", "erank", "attr", "srcn", "devn",
+)  # fmt: skip
 TIMEOUT = 5.0
 
 
@@ -86,6 +100,27 @@ class RedisStore(Store):
             await self.client.aclose()
             self.client = None
 
+    async def history(self, site: str, minutes: int) -> list[tuple[float, int]]:
+        minutes = max(1, min(minutes, HISTORY_MINUTES))
+        try:
+            client = await self._connect()
+            (seconds, micros) = await client.time()
+            last = int((seconds + micros / 1e6 + self.clock_offset) // 60)
+            first = last - minutes + 1
+            prefix = site_prefix(site)
+            pipe = client.pipeline(transaction=False)
+            days = range(first // 1440, last // 1440 + 1)
+            for day in days:
+                pipe.hgetall(f"{prefix}hist:{day}")
+            results = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+        seen: dict[int, int] = {}
+        for fields in results:
+            for minute, online in fields.items():
+                seen[int(minute)] = int(online)
+        return [(m * 60.0, seen[m]) for m in range(first, last + 1) if m in seen]
+
     async def ping(self) -> None:
         try:
             client = await self._connect()
@@ -105,9 +140,21 @@ class RedisStore(Store):
             "n": batch.trending_size,
             "cap": batch.max_pages,
             "day": batch.day,
-            "y": batch.yesterday if batch.want_yesterday else False,
+            "y": batch.yesterday if batch.want_yesterday or batch.detail else False,
+            "hour": batch.hour,
+            "detail": batch.detail,
+            "dn": DETAIL_PAGES,
+            "dm": DETAIL_MINUTES,
             "ops": [
-                [int(op.kind), op.visitor, round(op.age, 3), list(op.pages)] for op in batch.ops
+                [
+                    int(op.kind),
+                    op.visitor,
+                    round(op.age, 3),
+                    list(op.pages),
+                    -1 if op.engaged is None else int(op.engaged),
+                    op.attrs,
+                ]
+                for op in batch.ops
             ],
             "views": [[page, n] for page, n in batch.views.items()],
             "vt": batch.total_views,
@@ -151,17 +198,52 @@ def _day(raw: list[Any]) -> DayCounts:
     )
 
 
+def _list(value: Any) -> list[Any]:
+    # cjson encodes an empty Lua table as {}.
+    return value if isinstance(value, list) else []
+
+
+def _pages(raw: Any) -> tuple[TrendingPage, ...]:
+    return tuple(TrendingPage(str(p), str(t), int(r), int(v)) for p, t, r, v in _list(raw))
+
+
+def _flat_counts(raw: Any) -> dict[str, int]:
+    flat = _list(raw)
+    return {str(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _hours(raw: Any) -> tuple[int, ...]:
+    hours = [0] * 24
+    for hour, n in _flat_counts(raw).items():
+        hours[int(hour)] = n
+    return tuple(hours)
+
+
+def _detail(raw: dict[str, Any]) -> SiteDetail:
+    pages = _pages(raw["pages"])
+    return SiteDetail(
+        engaged=int(raw["engaged"]),
+        pages=pages,
+        page_engaged={
+            p.path: int(n) for p, n in zip(pages, _list(raw["page_engaged"]), strict=False)
+        },
+        sources=_flat_counts(raw["sources"]),
+        devices=_flat_counts(raw["devices"]),
+        minutes=tuple((float(m), int(n)) for m, n in _list(raw["minutes"])),
+        hours_today=_hours(raw["hours_today"]),
+        hours_yesterday=_hours(raw["hours_yesterday"]),
+    )
+
+
 def _snapshot(site: str, raw: bytes | str) -> SiteSnapshot:
     data = json.loads(raw)
-    trending = data["trending"] if isinstance(data["trending"], list) else []
     return SiteSnapshot(
         site=site,
         online=int(data["online"]),
-        trending=tuple(
-            TrendingPage(str(p), str(title), int(r), int(v)) for p, title, r, v in trending
-        ),
+        trending=_pages(data["trending"]),
         today=_day(data["today"]),
         total_visits=int(data["total"]),
         ts=float(data["ts"]) if data.get("ts") else time.time(),
         yesterday=_day(data["yesterday"]) if "yesterday" in data else None,
+        detail=_detail(data["detail"]) if "detail" in data else None,
     )

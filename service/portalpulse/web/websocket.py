@@ -76,7 +76,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             del pulse.per_ip[ip]
         metrics.connections.labels("ws").dec()
         metrics.connections_closed.labels(str(conn.close_code)).inc()
-        pulse.hub.part(site.id, conn, conn.visitor, conn.pages)
+        pulse.hub.part(site.id, conn, conn.visitor, conn.pages, conn.engaged)
 
 
 class WsConnection:
@@ -250,7 +250,7 @@ class WsConnection:
         metrics.beats.labels("ws").inc()
         self.visitor, self.pages, self.engaged = hello.visitor, hello.pages, hello.engaged
         hub = self.pulse.hub
-        hub.join(self.site.id, self, hello.visitor, hello.pages, new_views=not hello.resume)
+        hub.join(self.site.id, self, hello)
         self._send_now(
             protocol.welcome_frame(self.site.id, self.pulse.settings.server.beat_interval)
         )
@@ -271,6 +271,8 @@ class WsConnection:
             self.offer(frame)
 
     def _beat(self, beat: Beat) -> None:
+        if beat.engaged != self.engaged and self.visitor is not None:
+            self.pulse.hub.engage(self.site.id, self.visitor, self.engaged, beat.engaged)
         self.engaged = beat.engaged
         if beat.pages is not None:
             assert self.visitor is not None

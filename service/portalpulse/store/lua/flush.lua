@@ -6,21 +6,30 @@
 --   1 seen    ZSET visitor -> deadline; kept VISIT_GAP past it to tell visits apart
 --   2 hold    HASH visitor -> comma list of instances holding a live connection
 --   3 inst    ZSET instance -> deadline (instances flushing this site)
---   4 pairs   ZSET "page\nvisitor" -> deadline
+--   4 pairs   ZSET "page\nvisitor" -> deadline (readers)
 --   5 rank    ZSET page -> -(readers * 2^32 + views in window): ZRANGE is the trending order
 --   6 pages   ZSET page -> last opened (for the cap on tracked pages)
 --   7 titles  HASH page -> title
 --   8 vbi     ZSET minute -> minute (view buckets that exist)
 --   9 total   STRING all-time visits
 --  10 wm      STRING the time up to which expired visitors were processed
+--  11 eng     ZSET engaged visitor -> deadline
+--  12 epairs  ZSET "page\nvisitor" -> deadline (engaged readers)
+--  13 erank   ZSET page -> engaged readers
+--  14 attr    HASH online visitor -> "kind:name|device"
+--  15 srcn    HASH "kind:name" -> online visitors
+--  16 devn    HASH device -> online visitors
 -- ARGV: 1 key prefix "pp:{site}:", 2 the batch as JSON (see store/redis.py)
 
 local R = 4294967296
 local VISIT_GAP = 1800
 local DAY_TTL = 40 * 86400
+local HISTORY_TTL = 9 * 86400
 
 local seen, hold, inst, pairs, rank, pages, titles, vbi, total, wm =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local eng, epairs, erank, attr, srcn, devn =
+  KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]
 local P = ARGV[1]
 local b = cjson.decode(ARGV[2])
 local t = redis.call('TIME')
@@ -40,50 +49,78 @@ local function rank_down(page, amount)
   end
 end
 
-local function page_seen(page)
-  redis.call('ZADD', pages, now, page)
-end
-
-local function pair_up(page, visitor, deadline)
-  if redis.call('ZADD', pairs, 'GT', deadline, page .. '\n' .. visitor) == 1 then
-    redis.call('ZINCRBY', rank, -R, page)
-    page_seen(page)
+local function erank_down(page)
+  if redis.call('ZSCORE', erank, page) then
+    if tonumber(redis.call('ZINCRBY', erank, -1, page)) < 0.5 then
+      redis.call('ZREM', erank, page)
+    end
   end
 end
 
-local function pair_down(page, visitor, deadline)
+local function reader_gone(page) rank_down(page, R) end
+
+-- (page, visitor) pairs: keep until at least `deadline`; true when new.
+local function pair_up(zset, page, visitor, deadline)
+  return redis.call('ZADD', zset, 'GT', deadline, page .. '\n' .. visitor) == 1
+end
+
+-- Lower a pair's deadline (never raise it); gone at once when it passed.
+local function pair_down(zset, page, visitor, deadline, on_gone)
   local m = page .. '\n' .. visitor
-  local s = redis.call('ZSCORE', pairs, m)
+  local s = redis.call('ZSCORE', zset, m)
   if s and deadline < tonumber(s) then
     if deadline <= now then
-      redis.call('ZREM', pairs, m)
-      rank_down(page, R)
+      redis.call('ZREM', zset, m)
+      on_gone(page)
     else
-      redis.call('ZADD', pairs, 'XX', deadline, m)
+      redis.call('ZADD', zset, 'XX', deadline, m)
     end
+  end
+end
+
+local function expire_pairs(zset, on_gone)
+  local due = redis.call('ZRANGEBYSCORE', zset, '-inf', now)
+  if #due > 0 then
+    for _, m in ipairs(due) do
+      on_gone(string.match(m, '^(.*)\n'))
+    end
+    redis.call('ZREMRANGEBYSCORE', zset, '-inf', now)
+  end
+end
+
+local function count_less(hash, field)
+  if tonumber(redis.call('HINCRBY', hash, field, -1)) <= 0 then
+    redis.call('HDEL', hash, field)
+  end
+end
+
+-- The visitor is no longer online.
+local function gone(v)
+  redis.call('HDEL', hold, v)
+  redis.call('ZREM', eng, v)
+  local a = redis.call('HGET', attr, v)
+  if a then
+    local source, device = string.match(a, '^(.*)|(.*)$')
+    count_less(srcn, source)
+    count_less(devn, device ~= '' and device or 'unknown')
+    redis.call('HDEL', attr, v)
   end
 end
 
 -- 1. Expire: visitors, pairs, view buckets, instances. Only what is due.
 local last = tonumber(redis.call('GET', wm) or '0')
 if now > last then
-  local gone = redis.call('ZRANGEBYSCORE', seen, '(' .. last, now)
-  for _, v in ipairs(gone) do
-    redis.call('HDEL', hold, v)
+  for _, v in ipairs(redis.call('ZRANGEBYSCORE', seen, '(' .. last, now)) do
+    gone(v)
   end
   redis.call('SET', wm, tostring(now))
 end
 redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - VISIT_GAP)
-local due = redis.call('ZRANGEBYSCORE', pairs, '-inf', now)
-if #due > 0 then
-  for _, m in ipairs(due) do
-    rank_down(string.match(m, '^(.*)\n'), R)
-  end
-  redis.call('ZREMRANGEBYSCORE', pairs, '-inf', now)
-end
+redis.call('ZREMRANGEBYSCORE', eng, '-inf', now)
+expire_pairs(pairs, reader_gone)
+expire_pairs(epairs, erank_down)
 local oldest = math.floor((now - b.win) / 60)
-local old_buckets = redis.call('ZRANGEBYSCORE', vbi, '-inf', '(' .. oldest)
-for _, minute in ipairs(old_buckets) do
+for _, minute in ipairs(redis.call('ZRANGEBYSCORE', vbi, '-inf', '(' .. oldest)) do
   local bucket = P .. 'vb:' .. minute
   local counts = redis.call('HGETALL', bucket)
   for i = 1, #counts, 2 do
@@ -96,6 +133,7 @@ redis.call('ZREMRANGEBYSCORE', inst, '-inf', now)
 redis.call('ZADD', inst, now + b.ttl, me)
 
 -- 2. Presence operations, in the order they happened.
+-- op = {kind, visitor, age, pages, engaged (1, 0, or -1 unknown), attrs}
 local dayk = P .. 'day:' .. b.day
 local uvk = P .. 'uv:' .. b.day
 local visits = 0
@@ -117,13 +155,35 @@ for _, op in ipairs(b.ops) do
         redis.call('HSET', hold, v, f .. ',' .. me)
       end
     end
+    if op[6] ~= '' and redis.call('HSETNX', attr, v, op[6]) == 1 then
+      local source, device = string.match(op[6], '^(.*)|(.*)$')
+      redis.call('HINCRBY', srcn, source, 1)
+      redis.call('HINCRBY', devn, device ~= '' and device or 'unknown', 1)
+    end
     uv[#uv + 1] = v
     for _, page in ipairs(pg) do
-      pair_up(page, v, deadline)
+      if pair_up(pairs, page, v, deadline) then
+        redis.call('ZINCRBY', rank, -R, page)
+        redis.call('ZADD', pages, now, page)
+      end
+    end
+    if op[5] == 1 then
+      redis.call('ZADD', eng, 'GT', deadline, v)
+      for _, page in ipairs(pg) do
+        if pair_up(epairs, page, v, deadline) then
+          redis.call('ZINCRBY', erank, 1, page)
+        end
+      end
+    elseif op[5] == 0 then
+      redis.call('ZREM', eng, v)
+      for _, page in ipairs(pg) do
+        pair_down(epairs, page, v, now, erank_down)
+      end
     end
   elseif kind == 4 then -- CLOSE_PAGES
     for _, page in ipairs(pg) do
-      pair_down(page, v, at + b.grace)
+      pair_down(pairs, page, v, at + b.grace, reader_gone)
+      pair_down(epairs, page, v, at + b.grace, erank_down)
     end
   else -- LEAVE (5), BYE (6)
     local f = redis.call('HGET', hold, v)
@@ -143,12 +203,18 @@ for _, op in ipairs(b.ops) do
     else
       redis.call('HDEL', hold, v)
       local deadline = at + b.grace
+      for _, page in ipairs(pg) do
+        pair_down(pairs, page, v, deadline, reader_gone)
+        pair_down(epairs, page, v, deadline, erank_down)
+      end
       local s = redis.call('ZSCORE', seen, v)
       if s and deadline < tonumber(s) then
         redis.call('ZADD', seen, 'XX', deadline, v)
-      end
-      for _, page in ipairs(pg) do
-        pair_down(page, v, deadline)
+        if deadline <= now then
+          gone(v)
+        elseif redis.call('ZSCORE', eng, v) then
+          redis.call('ZADD', eng, 'XX', deadline, v)
+        end
       end
     end
   end
@@ -161,7 +227,7 @@ if #b.views > 0 then
   for _, pv in ipairs(b.views) do
     redis.call('ZINCRBY', rank, -pv[2], pv[1])
     redis.call('HINCRBY', bucket, pv[1], pv[2])
-    page_seen(pv[1])
+    redis.call('ZADD', pages, now, pv[1])
   end
   redis.call('ZADD', vbi, minute, minute)
   redis.call('EXPIRE', bucket, math.floor(b.win) + 180)
@@ -175,16 +241,20 @@ if tracked > b.cap then
   for i = 1, #evicted, 2 do
     redis.call('HDEL', titles, evicted[i])
     redis.call('ZREM', rank, evicted[i])
+    redis.call('ZREM', erank, evicted[i])
   end
 end
 
--- 4. Day counters.
+-- 4. Day counters and the per-minute history.
 if visits > 0 then
   redis.call('HINCRBY', dayk, 'visits', visits)
   redis.call('INCRBY', total, visits)
 end
 if b.vt > 0 then
   redis.call('HINCRBY', dayk, 'views', b.vt)
+  local hours = P .. 'hours:' .. b.day
+  redis.call('HINCRBY', hours, b.hour, b.vt)
+  redis.call('EXPIRE', hours, DAY_TTL)
 end
 for i = 1, #uv, 500 do
   redis.call('PFADD', uvk, unpack(uv, i, math.min(i + 499, #uv)))
@@ -198,14 +268,26 @@ if visits > 0 or b.vt > 0 or online > peak or #uv > 0 then
   redis.call('EXPIRE', dayk, DAY_TTL)
   redis.call('EXPIRE', uvk, DAY_TTL)
 end
+local this_minute = math.floor(now / 60)
+local histk = P .. 'hist:' .. math.floor(this_minute / 1440)
+local seen_this_minute = redis.call('HGET', histk, this_minute)
+if not seen_this_minute then
+  redis.call('HSET', histk, this_minute, online)
+  redis.call('EXPIRE', histk, HISTORY_TTL)
+elseif online > tonumber(seen_this_minute) then
+  redis.call('HSET', histk, this_minute, online)
+end
 
 -- 5. The snapshot.
-local top = redis.call('ZRANGE', rank, 0, b.n - 1, 'WITHSCORES')
-local trending = {}
-for i = 1, #top, 2 do
-  local score = -tonumber(top[i + 1])
-  local readers = math.floor(score / R)
-  trending[#trending + 1] = {top[i], redis.call('HGET', titles, top[i]) or '', readers, score - readers * R}
+local function top(n)
+  local ranked = redis.call('ZRANGE', rank, 0, n - 1, 'WITHSCORES')
+  local out = {}
+  for i = 1, #ranked, 2 do
+    local score = -tonumber(ranked[i + 1])
+    local readers = math.floor(score / R)
+    out[#out + 1] = {ranked[i], redis.call('HGET', titles, ranked[i]) or '', readers, score - readers * R}
+  end
+  return out
 end
 
 local function day_counts(key, hll)
@@ -216,12 +298,36 @@ end
 
 local answer = {
   online = online,
-  trending = trending,
+  trending = top(b.n),
   today = day_counts(dayk, uvk),
   total = tonumber(redis.call('GET', total) or '0'),
   ts = string.format('%.3f', now),
 }
 if b.y ~= false then
   answer.yesterday = day_counts(P .. 'day:' .. b.y, P .. 'uv:' .. b.y)
+end
+if b.detail then
+  local listed = top(b.dn)
+  local page_engaged = {}
+  for i, item in ipairs(listed) do
+    page_engaged[i] = tonumber(redis.call('ZSCORE', erank, item[1]) or '0')
+  end
+  local minutes = {}
+  for m = this_minute - b.dm + 1, this_minute do
+    local n = redis.call('HGET', P .. 'hist:' .. math.floor(m / 1440), m)
+    if n then
+      minutes[#minutes + 1] = {m * 60, tonumber(n)}
+    end
+  end
+  answer.detail = {
+    engaged = redis.call('ZCOUNT', eng, '(' .. now, '+inf'),
+    pages = listed,
+    page_engaged = page_engaged,
+    sources = redis.call('HGETALL', srcn),
+    devices = redis.call('HGETALL', devn),
+    minutes = minutes,
+    hours_today = redis.call('HGETALL', P .. 'hours:' .. b.day),
+    hours_yesterday = redis.call('HGETALL', P .. 'hours:' .. b.y),
+  }
 end
 return cjson.encode(answer)

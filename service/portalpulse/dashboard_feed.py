@@ -1,0 +1,66 @@
+"""The editors' dashboard frame: built once per site per tick from the store's detail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import protocol, sources
+from .config import SiteSettings
+from .store.base import DayCounts, SiteSnapshot
+
+
+def _day(day: DayCounts | None) -> dict[str, Any]:
+    day = day or DayCounts()
+    return {
+        "visits": day.visits,
+        "views": day.views,
+        "visitors": day.visitors,
+        "peak_online": day.peak_online,
+        "peak_at": day.peak_at,
+    }
+
+
+def dashboard_frame(snap: SiteSnapshot, site: SiteSettings) -> tuple[str, tuple[object, ...]]:
+    """(the JSON frame, a key that changes when anything but the time changed)."""
+    detail = snap.detail
+    assert detail is not None, "dashboard frames need a snapshot with detail"
+    kinds = dict.fromkeys(sources.KINDS, 0)
+    names: dict[str, int] = {}
+    for key, count in detail.sources.items():
+        kind, _, name = key.partition(":")
+        if kind in kinds:
+            kinds[kind] += count
+        if name:
+            names[name] = names.get(name, 0) + count
+    devices = {"mobile": 0, "tablet": 0, "desktop": 0, "unknown": 0}
+    for device, count in detail.devices.items():
+        devices[device if device in devices else "unknown"] += count
+    body: dict[str, Any] = {
+        "type": "dashboard",
+        "site": site.id,
+        "name": site.name,
+        "online": snap.online,
+        "engaged": min(detail.engaged, snap.online),
+        "idle": max(0, snap.online - detail.engaged),
+        "pages": [
+            {
+                "path": p.path,
+                "title": p.title,
+                "readers": p.readers,
+                "engaged": detail.page_engaged.get(p.path, 0),
+                "views": p.views,
+            }
+            for p in detail.pages
+        ],
+        "sources": kinds,
+        "referrers": {name: n for name, n in sorted(names.items()) if n > 0},
+        "devices": devices,
+        "today": _day(snap.today),
+        "yesterday": _day(snap.yesterday),
+        "total_visits": snap.total_visits + site.total_visits_offset,
+        "minutes": [[ts, n] for ts, n in detail.minutes],
+        "hours": {"today": list(detail.hours_today), "yesterday": list(detail.hours_yesterday)},
+    }
+    content_key: tuple[object, ...] = tuple((k, repr(v)) for k, v in body.items())
+    body["ts"] = round(snap.ts, 3)
+    return protocol.dumps(body), content_key
