@@ -73,7 +73,9 @@ def clean_title(raw: Any) -> str:
     if not isinstance(raw, str):
         return ""
     text = "".join(
-        " " if ch.isspace() else ch for ch in raw if ch.isspace() or unicodedata.category(ch)[0] != "C"
+        " " if ch.isspace() else ch
+        for ch in raw
+        if ch.isspace() or unicodedata.category(ch)[0] != "C"
     )
     text = " ".join(text.split())
     return text[:MAX_TITLE_CHARS]

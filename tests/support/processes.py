@@ -56,7 +56,7 @@ def wait_until(check, timeout: float, what: str, every: float = 0.05):  # type: 
             result = check()
             if result:
                 return result
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+        except Exception as exc:
             last_error = exc
         time.sleep(every)
     raise TimeoutError(f"{what} not within {timeout}s (last error: {last_error!r})")
