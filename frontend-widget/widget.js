@@ -40,7 +40,7 @@
     return formatNumber(count, lang) + ' ' + TEXT[pickLang(lang)].online;
   }
 
-  /** Full-jitter exponential backoff: uniform in [0, min(maxMs, baseMs * 2^attempt)). */
+  /** Full jitter: uniform in [0, min(maxMs, baseMs * 2^attempt)). */
   function backoffDelay(attempt, random = Math.random, baseMs = 500, maxMs = 30000) {
     return Math.floor(random() * Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt)));
   }
@@ -62,12 +62,13 @@
     return Boolean(visible) && now - lastInputAt < ENGAGED_MS;
   }
 
-  const utf8 = new TextEncoder();
-  const utf8Length = (text) => utf8.encode(text).length;
+  // Made on use: nothing at load may throw.
+  const utf8 = (text) => new TextEncoder().encode(text);
+  const utf8Length = (text) => utf8(text).length;
 
   // Cut to whole characters: no half UTF-8 sequence or surrogate pair at the end.
   function cutBytes(text, maxBytes) {
-    return new TextDecoder().decode(utf8.encode(text).slice(0, maxBytes)).replace(/\ufffd$/, '');
+    return new TextDecoder().decode(utf8(text).slice(0, maxBytes)).replace(/\ufffd$/, '');
   }
 
   function cutChars(text, maxChars) {
@@ -336,7 +337,7 @@
     INPUT_EVENTS.forEach((name) => window.addEventListener(name, onInput, { capture: true, passive: true }));
     document.addEventListener('visibilitychange', guard(refreshEngaged));
 
-    // SPA navigation is a new page; frameworks set the title just after.
+    // SPA navigation: a new page (its title is set just after).
     const checkLocation = guard(() => {
       const path = pagePath(location.pathname, location.search);
       const title = cleanTitle(document.title);
