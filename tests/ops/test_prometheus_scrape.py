@@ -5,6 +5,7 @@ Grafana dashboard."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import urllib.parse
@@ -130,5 +131,14 @@ def test_prometheus_answers_every_dashboard_query(
             expr = expr.replace(variable, value)
         assert "$" not in expr, expr
         prometheus.query(expr)
+    # The template variables' label_values(selector, label) find values.
+    for variable in board["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["query"])
+        assert match, variable["query"]
+        selector, label = match.groups()
+        found = [r["metric"].get(label) for r in prometheus.query(selector)["data"]["result"]]
+        assert any(found), f"${variable['name']}: {selector} has no {label} label"
     online = next(q for q in queries if q.startswith("max by (site) (portalpulse_online_visitors"))
     assert prometheus.value(online.replace("$site", ".*"), {"site": "demo"}) == 1
