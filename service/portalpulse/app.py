@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from . import config, metrics
+from . import config, dashboard, metrics
 from .hub import Hub
 from .store import Store, make_store
 from .web import api, pages
@@ -133,6 +133,7 @@ def create_app(settings: config.Settings, store: Store | None = None) -> Starlet
         Route(f"{site_path}/stats", api.get_stats, methods=["GET"]),
         Route(f"{site_path}/badge.svg", api.get_badge, methods=["GET"]),
         WebSocketRoute("/ws", websocket_endpoint),
+        *dashboard.routes(),
     ]
     app = Starlette(
         routes=routes,

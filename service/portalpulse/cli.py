@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from . import __version__, config
+from .dashboard import add_token_command, run_token_command
 from .logs import setup_logging
 
 log = logging.getLogger("portalpulse")
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--redis", help="Redis URL (redis://, rediss://); a Cluster node is detected")
     run.add_argument("--workers", type=int, default=1, help="processes (needs Redis when above 1)")
     run.add_argument("--data-dir", help="where the embedded store keeps its counters")
+    add_token_command(commands)
     return parser
 
 
@@ -141,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"portalpulse: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "token":
+        return run_token_command(args, settings)
     server = settings.server
     if args.host:
         server = replace(server, host=args.host)

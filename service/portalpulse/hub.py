@@ -390,6 +390,7 @@ class Hub:
         for hub in hubs:
             for visitor in [v for v, until in hub.http_visitors.items() if until <= now]:
                 del hub.http_visitors[visitor]
+        metrics.connections.labels("http").set(sum(len(h.http_visitors) for h in hubs))
         if not hubs:
             return
         batches = [hub.take_batch(self.server, now, wall) for hub in hubs]
