@@ -113,7 +113,8 @@
   };
   var REFERRER_NAMES = {
     google: "Google", coccoc: "Cốc Cốc", bing: "Bing", facebook: "Facebook",
-    zalo: "Zalo", youtube: "YouTube", tiktok: "TikTok",
+    zalo: "Zalo", youtube: "YouTube", tiktok: "TikTok", yahoo: "Yahoo", duckduckgo: "DuckDuckGo",
+    twitter: "X (Twitter)", instagram: "Instagram", linkedin: "LinkedIn",
   };
   var SOURCE_KEYS = ["direct", "search", "social", "internal", "other"];
   var DEVICE_KEYS = ["mobile", "tablet", "desktop", "unknown"];
@@ -579,6 +580,21 @@
       if (state.site) connect();
     }, function () { setStatus("offline"); scheduleReconnect(); });
   }
+
+  // For people and tests inspecting a running dashboard: what it shows, read-only.
+  window.PortalPulseDashboard = {
+    status: function () {
+      var minutes = state.charts.minutes, hours = state.charts.hours;
+      return {
+        site: state.site,
+        lang: state.lang,
+        connected: !!state.ws && state.ws.readyState === WebSocket.OPEN,
+        online: state.frame ? state.frame.online : null,
+        minutes: minutes ? minutes.data[0].map(function (x, i) { return [x, minutes.data[1][i]]; }) : null,
+        hours: hours ? { today: hours.data[1].slice(), yesterday: hours.data[2].slice() } : null,
+      };
+    },
+  };
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
