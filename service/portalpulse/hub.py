@@ -193,6 +193,7 @@ class Hub:
         self._urgent = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._store_ok = True
+        self._waiters: list[asyncio.Future[None]] = []
         self.closing = False
 
     # -- what transports report ------------------------------------------------
@@ -382,7 +383,24 @@ class Hub:
             here.refresh_due = now + self.refresh_every
             queue.append((here.refresh_due, site_id, visitor))
 
+    async def settled(self, timeout: float) -> None:
+        """Wait until what was recorded so far has reached the store (or `timeout`)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._urgent.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+
     async def flush_round(self, push: bool) -> None:
+        waiters, self._waiters = self._waiters, []
+        try:
+            await self._flush_round(push)
+        finally:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _flush_round(self, push: bool) -> None:
         now = time.monotonic()
         wall = time.time()
         self._due_refreshes(now)

@@ -59,7 +59,11 @@ async def test_readyz_follows_redis_and_counts_come_back(tmp_path, make_service)
 
 
 def metric(text: str, name: str, labels: str = "") -> float:
-    pattern = re.escape(name) + (re.escape("{" + labels + "}") if labels else r"(?:\{[^}]*\})?") + r" (\S+)"
+    pattern = (
+        re.escape(name)
+        + (re.escape("{" + labels + "}") if labels else r"(?:\{[^}]*\})?")
+        + r" (\S+)"
+    )
     match = re.search("^" + pattern + "$", text, re.M)
     assert match, f"{name}{{{labels}}} not in /metrics"
     return float(match.group(1))
@@ -127,7 +131,9 @@ async def test_redis_counters_survive_a_redis_restart_with_aof(tmp_path, make_se
 def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "portalpulse.cli", *args],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={"PYTHONPATH": str(REPO / "service"), "PATH": "/usr/bin:/bin"},
     )
 
@@ -150,15 +156,32 @@ async def test_two_workers_on_redis_serve_one_count(redis, tmp_path) -> None:
     port = free_port()
     config = write_config(tmp_path / "w.toml", FAST_TIMING + '[sites.demo]\norigins = ["*"]\n')
     proc = subprocess.Popen(
-        [sys.executable, "-m", "portalpulse.cli", "serve", "--config", str(config),
-         "--port", str(port), "--workers", "2", "--redis", redis.url],
+        [
+            sys.executable,
+            "-m",
+            "portalpulse.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--redis",
+            redis.url,
+        ],
         env={"PYTHONPATH": str(REPO / "service"), "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         import httpx
 
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, 20, "workers up")
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200,
+            20,
+            "workers up",
+        )
         readers = [await Reader.open(f"ws://127.0.0.1:{port}/ws") for _ in range(6)]
         for reader in readers:
             await reader.wait_online(6, COUNTED + 1)

@@ -39,7 +39,10 @@ async def test_a_new_visitor_is_counted_and_tabs_count_once(make_service) -> Non
     watcher = await Reader.open(service.ws_url)
     await watcher.wait_online(1, COUNTED)
     visitor = visitor_id()
-    tabs = [await Reader.open(service.ws_url, visitor=visitor, pages=[page(f"/tab{i}")]) for i in range(3)]
+    tabs = [
+        await Reader.open(service.ws_url, visitor=visitor, pages=[page(f"/tab{i}")])
+        for i in range(3)
+    ]
     snap = await watcher.wait_online(2, COUNTED)
     await never_below(watcher, 2, 1.0)
     assert watcher.snapshot is not None and watcher.snapshot["online"] == 2
@@ -110,8 +113,14 @@ async def test_a_frozen_client_is_found_dead_by_pings(make_service) -> None:
     service = make_service()
     watcher = await Reader.open(service.ws_url)
     frozen = subprocess.Popen(
-        [sys.executable, str(REPO / "tests/support/silent_client.py"), f"{service.ws_url}?site=demo", visitor_id()],
-        stdout=subprocess.PIPE, env={**os.environ},
+        [
+            sys.executable,
+            str(REPO / "tests/support/silent_client.py"),
+            f"{service.ws_url}?site=demo",
+            visitor_id(),
+        ],
+        stdout=subprocess.PIPE,
+        env={**os.environ},
     )
     try:
         assert frozen.stdout is not None and frozen.stdout.readline().startswith(b"hello sent")
@@ -147,6 +156,8 @@ async def test_http_beats_count_and_expire_and_bye_leaves(make_service) -> None:
     response = service.post("/api/v1/sites/demo/beats", json=beat, headers=origin)
     assert response.status_code == 200, response.text
     assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert response.json()["online"] == 2, "the answer counts the beat it answers"
+    assert response.json()["beat_interval"] == 1
     await watcher.wait_online(2, COUNTED)
     started = time.monotonic()
     await watcher.wait_online(1, HTTP_LEFT)

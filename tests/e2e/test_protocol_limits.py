@@ -38,8 +38,18 @@ async def test_handshake_refusals(make_service) -> None:
         ("not json", "bad_json"),
         (json.dumps({"type": "beat", "engaged": True}), "out_of_order"),
         (json.dumps({"type": "hello", "visitor": "short", "pages": []}), "bad_visitor"),
-        (json.dumps({"type": "hello", "visitor": "x" * 16, "pages": [page(f"/{i}") for i in range(21)]}), "too_many_pages"),
-        (json.dumps({"type": "hello", "visitor": "x" * 16, "pages": [{"path": "http://evil/x"}]}), "bad_page"),
+        (
+            json.dumps(
+                {"type": "hello", "visitor": "x" * 16, "pages": [page(f"/{i}") for i in range(21)]}
+            ),
+            "too_many_pages",
+        ),
+        (
+            json.dumps(
+                {"type": "hello", "visitor": "x" * 16, "pages": [{"path": "http://evil/x"}]}
+            ),
+            "bad_page",
+        ),
         (json.dumps({"type": "hello", "visitor": "x" * 16, "pages": "/"}), "bad_message"),
         (json.dumps({"type": "nope"}), "bad_message"),
         (json.dumps([1, 2]), "bad_message"),
@@ -91,7 +101,9 @@ async def test_a_frame_over_4096_bytes_closes_1009(make_service) -> None:
     assert service.stats()["today"]["views"] == 1
 
 
-async def test_titles_are_plain_text_cut_to_200_and_query_kept_only_for_keep_query(make_service) -> None:
+async def test_titles_are_plain_text_cut_to_200_and_query_kept_only_for_keep_query(
+    make_service,
+) -> None:
     service = make_service()
     title = "  <b>Tin\x00 nóng</b>\n\t" + "ạ" * 300
     reader = await Reader.open(
@@ -126,13 +138,31 @@ def test_http_bad_input_gets_clear_4xx_json(make_service) -> None:
     good = {"visitor": visitor_id(), "pages": [page("/a")]}
     cases = [
         (service.post("/api/v1/sites/nope/beats", json=good), 404, "unknown_site"),
-        (service.post(beats, content=b"{not json", headers={"Content-Type": "application/json"}), 400, "bad_json"),
+        (
+            service.post(beats, content=b"{not json", headers={"Content-Type": "application/json"}),
+            400,
+            "bad_json",
+        ),
         (service.post(beats, json={"visitor": "bad"}), 400, "bad_visitor"),
         (service.post(beats, json={**good, "pages": [{"path": "nope"}]}), 400, "bad_page"),
         (service.post(beats, json={**good, "engaged": "yes"}), 400, "bad_message"),
-        (service.post(beats, content=b"x" * 20000, headers={"Content-Type": "text/plain"}), 413, "too_big"),
-        (service.post(beats, json=good, headers={"Origin": "https://evil.example"}), 403, "forbidden_origin"),
-        (service.post(beats, content=b"a=1", headers={"Content-Type": "application/x-www-form-urlencoded"}), 415, "bad_content_type"),
+        (
+            service.post(beats, content=b"x" * 20000, headers={"Content-Type": "text/plain"}),
+            413,
+            "too_big",
+        ),
+        (
+            service.post(beats, json=good, headers={"Origin": "https://evil.example"}),
+            403,
+            "forbidden_origin",
+        ),
+        (
+            service.post(
+                beats, content=b"a=1", headers={"Content-Type": "application/x-www-form-urlencoded"}
+            ),
+            415,
+            "bad_content_type",
+        ),
         (service.get("/api/v1/sites/nope/stats"), 404, "unknown_site"),
         (service.get("/api/v1/sites/demo/badge.svg?lang=fr"), 400, "bad_lang"),
         (service.get("/api/v1/sites/demo/beats"), 405, "method_not_allowed"),
@@ -148,11 +178,19 @@ def test_http_bad_input_gets_clear_4xx_json(make_service) -> None:
 
 def test_cors_preflight_only_for_the_site_origins(make_service) -> None:
     service = make_service()
-    ask = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
-    ok = httpx.options(service.base + "/api/v1/sites/demo/beats", headers={"Origin": "http://127.0.0.1:9000", **ask})
+    ask = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    ok = httpx.options(
+        service.base + "/api/v1/sites/demo/beats",
+        headers={"Origin": "http://127.0.0.1:9000", **ask},
+    )
     assert ok.status_code == 204
     assert ok.headers["access-control-allow-origin"] == "http://127.0.0.1:9000"
-    bad = httpx.options(service.base + "/api/v1/sites/demo/beats", headers={"Origin": "https://evil.example", **ask})
+    bad = httpx.options(
+        service.base + "/api/v1/sites/demo/beats", headers={"Origin": "https://evil.example", **ask}
+    )
     assert bad.status_code == 403
     assert "access-control-allow-origin" not in bad.headers
     stats = service.get("/api/v1/sites/demo/stats", headers={"Origin": "https://anyone.example"})
@@ -161,11 +199,14 @@ def test_cors_preflight_only_for_the_site_origins(make_service) -> None:
 
 
 async def test_stats_and_badge_show_the_count_in_vietnamese(make_service) -> None:
-    config = FAST_TIMING + """
+    config = (
+        FAST_TIMING
+        + """
 [sites.demo]
 origins = ["*"]
 total_visits_offset = 12000000
 """
+    )
     service = make_service(config)
     readers = [await Reader.open(service.ws_url) for _ in range(3)]
     await readers[0].wait_online(3, PUSH + 1)

@@ -99,6 +99,8 @@ async def post_beat(request: Request) -> Response:
         return error(503, "shutting_down", "this instance is shutting down", headers)
     metrics.beats.labels("http").inc()
     pulse.hub.http_beat(site.id, hello)
+    # Answer with a count that includes this beat: wait for its flush (one tick at most).
+    await pulse.hub.settled(pulse.settings.server.push_interval + 1)
     try:
         snap = await pulse.hub.read_snapshot(site.id)
     except StoreUnavailable:
