@@ -36,19 +36,34 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await made.close()
 
 
-def batch(site: str = "s1", *ops: PresenceOp, views: dict[str, int] | None = None,
-          titles: dict[str, str] | None = None, total_views: int | None = None,
-          store: Store | None = None, size: int = 10, max_pages: int = 10_000,
-          window: float = 1800) -> SiteBatch:
+def batch(
+    site: str = "s1",
+    *ops: PresenceOp,
+    views: dict[str, int] | None = None,
+    titles: dict[str, str] | None = None,
+    total_views: int | None = None,
+    store: Store | None = None,
+    size: int = 10,
+    max_pages: int = 10_000,
+    window: float = 1800,
+) -> SiteBatch:
     import time
 
     offset = store.clock_offset if store else 0.0
     today, yesterday = day_keys(time.time() + offset, ZONE)
     views = views or {}
     return SiteBatch(
-        site=site, presence_ttl=TTL, leave_grace=GRACE, trending_window=window,
-        trending_size=size, max_pages=max_pages, day=today, yesterday=yesterday,
-        ops=list(ops), views=views, titles=titles or {},
+        site=site,
+        presence_ttl=TTL,
+        leave_grace=GRACE,
+        trending_window=window,
+        trending_size=size,
+        max_pages=max_pages,
+        day=today,
+        yesterday=yesterday,
+        ops=list(ops),
+        views=views,
+        titles=titles or {},
         total_views=sum(views.values()) if total_views is None else total_views,
         want_yesterday=True,
     )
@@ -169,7 +184,8 @@ async def test_trending_order_readers_then_views_then_path(store: Store) -> None
     ops = [hold(f"reader-{i:012d}", "/two") for i in range(2)]
     ops += [hold("reader-single-0001", "/one-b"), hold("reader-single-0002", "/one-a")]
     snap = await flush(
-        store, *ops,
+        store,
+        *ops,
         views={"/two": 1, "/one-a": 3, "/one-b": 3, "/zero": 9, "/zero-b": 1},
         titles={"/two": "Hai", "/one-a": "Một A", "/zero": "<b>Không</b>"},
         size=4,
@@ -231,10 +247,12 @@ async def test_day_turns_at_local_midnight_and_yesterday_is_kept(store: Store) -
 
 
 async def test_sites_are_independent_in_one_flush(store: Store) -> None:
-    snaps = await store.flush([
-        batch("alpha", hold("alpha-visitor-001"), store=store),
-        batch("beta", hold("beta-visitor-0001"), hold("beta-visitor-0002"), store=store),
-    ])
+    snaps = await store.flush(
+        [
+            batch("alpha", hold("alpha-visitor-001"), store=store),
+            batch("beta", hold("beta-visitor-0001"), hold("beta-visitor-0002"), store=store),
+        ]
+    )
     assert [s.online for s in snaps] == [1, 2]
 
 
@@ -245,8 +263,13 @@ async def test_redis_keys_share_the_site_hash_tag(store: Store) -> None:
     assert site_prefix("myhao") == "pp:{myhao}:"
 
 
-def present(visitor: str, *pages: str, engaged: bool | None = None, attrs: str = "",
-            kind: OpKind = OpKind.HOLD) -> PresenceOp:
+def present(
+    visitor: str,
+    *pages: str,
+    engaged: bool | None = None,
+    attrs: str = "",
+    kind: OpKind = OpKind.HOLD,
+) -> PresenceOp:
     return PresenceOp(kind, visitor, pages, 0.0, engaged, attrs)
 
 
@@ -267,7 +290,9 @@ async def test_detail_counts_engaged_visitors_and_engaged_readers(store: Store) 
     )
     assert snap.detail and snap.detail.engaged == 2
     assert snap.detail.page_engaged == {"/a": 2, "/b": 1}
-    snap = await detailed(store, present("engaged-reader-02", "/a", "/b", engaged=False, kind=OpKind.REFRESH))
+    snap = await detailed(
+        store, present("engaged-reader-02", "/a", "/b", engaged=False, kind=OpKind.REFRESH)
+    )
     assert snap.detail and snap.detail.engaged == 1
     assert snap.detail.page_engaged == {"/a": 1, "/b": 0}
     await flush(store, leave("engaged-reader-01", "/a"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -101,10 +102,8 @@ class Reader:
                     f"closed: {self.close_code}"
                 )
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
-            except TimeoutError:
-                pass
 
     async def wait_online(self, n: int, timeout: float) -> Snapshot:
         return await self.wait_for(lambda s: s["online"] == n, timeout)

@@ -76,12 +76,18 @@ class RedisServer:
     def start(self) -> None:
         args = [
             need("redis-server"),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.dir),
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "always",
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(self._ping, 10, f"redis-server on {self.port}")
@@ -106,7 +112,10 @@ class RedisServer:
     def cli(self, *args: str) -> str:
         out = subprocess.run(
             [need("redis-cli"), "-p", str(self.port), *args],
-            check=True, capture_output=True, text=True, timeout=10,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         return out.stdout.strip()
 
@@ -133,24 +142,46 @@ def redis_cluster(tmp: Path, masters: int = 3) -> Iterator[list[RedisServer]]:
             port = free_cluster_port()
             proc = subprocess.Popen(
                 [
-                    need("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-                    "--dir", str(node_dir), "--save", "", "--appendonly", "no",
-                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                    "--cluster-node-timeout", "2000",
+                    need("redis-server"),
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(node_dir),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
                 ],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             node = RedisServer(port, node_dir, proc)
             wait_until(node._ping, 10, f"cluster node on {port}")
             nodes.append(node)
         subprocess.run(
-            [need("redis-cli"), "--cluster", "create",
-             *[f"127.0.0.1:{n.port}" for n in nodes], "--cluster-yes"],
-            check=True, capture_output=True, timeout=30,
+            [
+                need("redis-cli"),
+                "--cluster",
+                "create",
+                *[f"127.0.0.1:{n.port}" for n in nodes],
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
         )
         wait_until(
             lambda: all("cluster_state:ok" in n.cli("cluster", "info") for n in nodes),
-            20, "cluster state ok",
+            20,
+            "cluster state ok",
         )
         yield nodes
     finally:
@@ -179,9 +210,17 @@ class Service:
 
     def start(self, extra: list[str] | None = None) -> None:
         args = [
-            sys.executable, "-m", "portalpulse.cli", "serve",
-            "--config", str(self.config), "--port", str(self.port),
-            "--data-dir", str(self.data_dir), *(extra or []),
+            sys.executable,
+            "-m",
+            "portalpulse.cli",
+            "serve",
+            "--config",
+            str(self.config),
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            *(extra or []),
         ]
         if self.redis_url:
             args += ["--redis", self.redis_url]

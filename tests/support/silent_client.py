@@ -9,7 +9,9 @@ from websockets.asyncio.client import connect
 
 async def main(url: str, visitor: str) -> None:
     async with connect(url, origin="http://localhost:8000", ping_interval=None) as ws:  # type: ignore[arg-type]
-        await ws.send(json.dumps({"type": "hello", "visitor": visitor, "pages": [{"path": "/frozen"}]}))
+        await ws.send(
+            json.dumps({"type": "hello", "visitor": visitor, "pages": [{"path": "/frozen"}]})
+        )
         print("hello sent", flush=True)
         async for _ in ws:
             pass
