@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import time
 
+from starlette.requests import HTTPConnection
+
 from portalpulse import config
+from portalpulse.dashboard.access import same_origin
 from portalpulse.dashboard.ratelimit import FailureLimiter
 from portalpulse.dashboard.sessions import Session, SessionSigner
 from portalpulse.dashboard.tokens import matches_any, new_token, sites_for_token, token_hash
@@ -131,3 +134,24 @@ def test_the_limiter_forgets_old_addresses_and_stays_bounded() -> None:
     assert len(limiter) <= 100
     limiter.failed("late", 10_000)
     assert limiter.retry_after("addr-999", 10_000) == 0
+
+
+# -- the browser's Origin -------------------------------------------------------------
+
+
+def connection(headers: dict[str, str]) -> HTTPConnection:
+    raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+    return HTTPConnection({"type": "http", "headers": raw})
+
+
+def test_only_pages_of_the_service_itself_may_sign_in_or_open_the_socket() -> None:
+    assert same_origin(connection({"host": "pulse.tinh.gov.vn"}))  # no Origin: not a browser page
+    own = {"host": "pulse.tinh.gov.vn", "origin": "https://pulse.tinh.gov.vn"}
+    assert same_origin(connection(own))
+    # A proxy may drop the port from Host.
+    assert same_origin(connection({"host": "pulse.vn", "origin": "http://pulse.vn:8080"}))
+    assert same_origin(connection({"host": "[::1]:8000", "origin": "http://[::1]:8000"}))
+    assert not same_origin(connection({"host": "pulse.vn", "origin": "https://evil.example"}))
+    lookalike = {"host": "pulse.vn", "origin": "https://pulse.vn.evil.example"}
+    assert not same_origin(connection(lookalike))
+    assert not same_origin(connection({"host": "pulse.vn", "origin": "null"}))

@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
@@ -119,5 +120,10 @@ def same_origin(conn: HTTPConnection) -> bool:
     if origin is None:
         return True
     host = conn.headers.get("x-forwarded-host") or conn.headers.get("host", "")
-    _, _, origin_host = origin.partition("://")
-    return bool(host) and origin_host.lower() == host.split(",")[0].strip().lower()
+    # Host names only: a proxy may pass `Host` without the port the browser used.
+    try:
+        origin_name = urlsplit(origin).hostname
+        host_name = urlsplit("//" + host.split(",")[0].strip()).hostname
+    except ValueError:
+        return False
+    return origin_name is not None and origin_name == host_name
