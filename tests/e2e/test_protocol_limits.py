@@ -218,3 +218,20 @@ total_visits_offset = 12000000
     assert badge.headers["content-type"].startswith("image/svg+xml")
     assert "3 người đang online" in badge.text
     assert service.stats()["online"] == 3  # the badge counted nobody
+
+
+async def test_too_many_connections_from_one_address_close_1013(make_service) -> None:
+    config = FAST_TIMING.replace("[server]", "[server]\nmax_connections_per_ip = 2") + """
+[sites.demo]
+origins = ["*"]
+"""
+    service = make_service(config)
+    first = await Reader.open(service.ws_url)
+    second = await Reader.open(service.ws_url)
+    await first.wait_online(2, PUSH + 1)
+    third = await Reader.open(service.ws_url, hello=False)
+    assert await third.wait_closed(5) == 1013
+    await second.close()
+    fourth = await Reader.open(service.ws_url)
+    await fourth.wait_online(2, PUSH + 1 + 1)
+    assert fourth.close_code is None, "a freed slot takes a new connection"
