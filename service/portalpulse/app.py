@@ -125,6 +125,7 @@ def create_app(settings: config.Settings, store: Store | None = None) -> Starlet
     routes = [
         Route("/", pages.home),
         Route("/widget.js", pages.widget_endpoint()),
+        Route("/favicon.ico", pages.favicon),
         Route("/healthz", pages.healthz),
         Route("/readyz", pages.readyz),
         Route("/metrics", pages.metrics_endpoint),

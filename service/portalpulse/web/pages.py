@@ -72,6 +72,11 @@ async def home(request: Request) -> Response:
     )
 
 
+async def favicon(request: Request) -> Response:
+    # Browsers ask for it on the demo page; nothing to show, nothing to log.
+    return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
