@@ -285,8 +285,11 @@ def nginx_config_for_test(
         f"{kind}_temp_path {tmp_path / kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
+    # As root, nginx's workers would run as nobody, who cannot enter pytest's
+    # private temporary directory: keep them as the user running the tests.
+    user = "user root;\n" if os.geteuid() == 0 else ""
     conf.write_text(
-        f"pid {tmp_path / 'nginx.pid'};\n"
+        f"{user}pid {tmp_path / 'nginx.pid'};\n"
         f"error_log {tmp_path / 'error.log'} info;\n"
         "daemon off;\n"
         "events {}\n"
