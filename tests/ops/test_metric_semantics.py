@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-from ops_support import HELLO, RunningService, http_get, start_redis, start_service, stop, widget
+from ops_support import HELLO, RunningService, http_get, widget
 
 pytestmark = pytest.mark.slow
 
@@ -48,17 +48,14 @@ def site_online(replicas: list[RunningService]) -> float | None:
     reason="service: store_up is set to 1 only by a flush of an active site, so an idle "
     "replica reports 0 (reported to the lead; remove this marker with the fix)",
 )
-def test_an_idle_replica_on_reachable_redis_reports_store_up(tmp_path: Path) -> None:
-    redis_url, redis = start_redis(tmp_path)
-    replica = start_service(tmp_path, redis_url=redis_url)
-    try:
-        status, _, body = http_get(f"{replica.base_url}/readyz")
-        assert status == 200, body
-        time.sleep(2)
-        assert metric(replica, "portalpulse_store_up") == {"": 1.0}
-    finally:
-        stop(replica.process)
-        stop(redis)
+def test_an_idle_replica_on_reachable_redis_reports_store_up(
+    replicas: Callable[[int], list[RunningService]],
+) -> None:
+    (replica,) = replicas(1)
+    status, _, body = http_get(f"{replica.base_url}/readyz")
+    assert status == 200, body
+    time.sleep(2)
+    assert metric(replica, "portalpulse_store_up") == {"": 1.0}
 
 
 @pytest.mark.xfail(
@@ -66,24 +63,19 @@ def test_an_idle_replica_on_reachable_redis_reports_store_up(tmp_path: Path) -> 
     reason="service: a site's online gauge keeps its last value once the replica holds none "
     "of its visitors (reported to the lead; remove this marker with the fix)",
 )
-def test_max_by_site_follows_visitors_leaving_each_replica(tmp_path: Path) -> None:
-    redis_url, redis = start_redis(tmp_path)
-    replicas = [start_service(tmp_path, redis_url=redis_url) for _ in range(2)]
-    first, second = replicas
+def test_max_by_site_follows_visitors_leaving_each_replica(
+    replicas: Callable[[int], list[RunningService]],
+) -> None:
+    first, second = both = replicas(2)
     other_visitor = json.dumps({**json.loads(HELLO), "visitor": "zyxwvutsrqponmlk9876"})
-    try:
-        with widget(f"127.0.0.1:{second.port}", hello=other_visitor):
-            with widget(f"127.0.0.1:{first.port}"):
-                deadline = time.monotonic() + 10
-                while site_online(replicas) != 2 and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                assert site_online(replicas) == 2
-            # The first replica's only visitor left; one visitor is online.
-            time.sleep(LEAVE_BOUND)
-            assert site_online(replicas) == 1
+    with widget(f"127.0.0.1:{second.port}", hello=other_visitor):
+        with widget(f"127.0.0.1:{first.port}"):
+            deadline = time.monotonic() + 10
+            while site_online(both) != 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert site_online(both) == 2
+        # The first replica's only visitor left; one visitor is online.
         time.sleep(LEAVE_BOUND)
-        assert site_online(replicas) in (0, None)
-    finally:
-        for replica in replicas:
-            stop(replica.process)
-        stop(redis)
+        assert site_online(both) == 1
+    time.sleep(LEAVE_BOUND)
+    assert site_online(both) in (0, None)

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +23,6 @@ from ops_support import (
     free_port,
     http_get,
     nginx_config_for_test,
-    start_redis,
-    start_service,
     stop,
     tool,
     wait_until_answers,
@@ -45,33 +43,23 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        redis_url, redis = start_redis(tmp_path)
-        started.append(redis)
-        replicas = []
-        for _ in range(2):
-            replica = start_service(tmp_path, redis_url=redis_url)
-            started.append(replica.process)
-            replicas.append(replica)
-        port = free_port()
-        root = tmp_path / "nginx"
-        root.mkdir()
-        conf = nginx_config_for_test(
-            root, upstream_ports=(replicas[0].port, replicas[1].port), listen_port=port
+def stack(tmp_path: Path, replicas: Callable[[int], list[RunningService]]) -> Iterator[Stack]:
+    """Two replicas on one Redis behind nginx, as deploy/compose.yaml runs them."""
+    first, second = replicas(2)
+    port = free_port()
+    root = tmp_path / "nginx"
+    root.mkdir()
+    conf = nginx_config_for_test(root, upstream_ports=(first.port, second.port), listen_port=port)
+    log = root / "nginx.out"
+    with log.open("wb") as out:
+        nginx = subprocess.Popen(
+            [tool("nginx"), "-p", str(root), "-c", str(conf)], stdout=out, stderr=out
         )
-        log = root / "nginx.out"
-        with log.open("wb") as out:
-            nginx = subprocess.Popen(
-                [tool("nginx"), "-p", str(root), "-c", str(conf)], stdout=out, stderr=out
-            )
-        started.append(nginx)
+    try:
         wait_until_answers(f"http://127.0.0.1:{port}/nginx-health", nginx, log, within=15)
-        yield Stack(replicas=replicas, nginx=f"127.0.0.1:{port}")
+        yield Stack(replicas=[first, second], nginx=f"127.0.0.1:{port}")
     finally:
-        for process in reversed(started):
-            stop(process)
+        stop(nginx)
 
 
 def open_connections(replica: RunningService) -> float:
