@@ -334,3 +334,25 @@ def dockerignore_excludes(patterns: list[str], path: str) -> bool:
         if any(re.fullmatch(regex, candidate) for candidate in candidates):
             excluded = not negate
     return excluded
+
+
+@contextmanager
+def running_nginx(tmp_path: Path, upstream_ports: tuple[int, int]) -> Iterator[str]:
+    """The shipped nginx config in a real nginx on a free port, proxying to
+    `upstream_ports` as its two replicas: yields its host:port."""
+    port = free_port()
+    root = tmp_path / "nginx"
+    root.mkdir()
+    conf = nginx_config_for_test(root, upstream_ports=upstream_ports, listen_port=port)
+    log = root / "nginx.out"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [tool("nginx"), "-p", str(root), "-c", str(conf)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_answers(f"http://127.0.0.1:{port}/nginx-health", process, log, within=15)
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop(process)

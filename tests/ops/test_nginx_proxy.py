@@ -6,21 +6,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ops_support import (
-    RunningService,
-    free_port,
-    http_get,
-    nginx_config_for_test,
-    stop,
-    tool,
-    wait_until_answers,
-    widget,
-)
+from ops_support import RunningService, http_get, running_nginx, widget
 
 pytestmark = pytest.mark.slow
 
@@ -28,24 +18,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def nginx(tmp_path: Path, service: RunningService) -> Iterator[str]:
     """nginx on a free port, both upstream replicas pointing at `service`."""
-    port = free_port()
-    root = tmp_path / "nginx"
-    root.mkdir()
-    conf = nginx_config_for_test(
-        root, upstream_ports=(service.port, service.port), listen_port=port
-    )
-    log = root / "nginx.out"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [tool("nginx"), "-p", str(root), "-c", str(conf)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until_answers(f"http://127.0.0.1:{port}/nginx-health", process, log, within=15)
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop(process)
+    with running_nginx(tmp_path, (service.port, service.port)) as address:
+        yield address
 
 
 def test_websocket_upgrades_through_nginx(nginx: str) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,17 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from ops_support import (
-    HELLO,
-    RunningService,
-    free_port,
-    http_get,
-    nginx_config_for_test,
-    stop,
-    tool,
-    wait_until_answers,
-    widget,
-)
+from ops_support import HELLO, RunningService, http_get, running_nginx, widget
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
@@ -46,20 +35,8 @@ class Stack:
 def stack(tmp_path: Path, replicas: Callable[[int], list[RunningService]]) -> Iterator[Stack]:
     """Two replicas on one Redis behind nginx, as deploy/compose.yaml runs them."""
     first, second = replicas(2)
-    port = free_port()
-    root = tmp_path / "nginx"
-    root.mkdir()
-    conf = nginx_config_for_test(root, upstream_ports=(first.port, second.port), listen_port=port)
-    log = root / "nginx.out"
-    with log.open("wb") as out:
-        nginx = subprocess.Popen(
-            [tool("nginx"), "-p", str(root), "-c", str(conf)], stdout=out, stderr=out
-        )
-    try:
-        wait_until_answers(f"http://127.0.0.1:{port}/nginx-health", nginx, log, within=15)
-        yield Stack(replicas=[first, second], nginx=f"127.0.0.1:{port}")
-    finally:
-        stop(nginx)
+    with running_nginx(tmp_path, (first.port, second.port)) as address:
+        yield Stack(replicas=[first, second], nginx=address)
 
 
 def open_connections(replica: RunningService) -> float:
