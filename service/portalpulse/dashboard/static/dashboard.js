@@ -368,6 +368,13 @@
     return [xs, a, b];
   }
 
+  function lastMinute() {
+    var points = state.frame && state.frame.minutes;
+    if (points && points.length) return points[points.length - 1][0];
+    var now = state.frame && state.frame.ts ? state.frame.ts : Date.now() / 1000;
+    return Math.floor(now / 60) * 60;
+  }
+
   function makeMinutesChart(frame) {
     var el = $("chart-minutes");
     var size = chartSize(el);
@@ -377,12 +384,19 @@
       tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), state.timezone); },
       legend: { show: false },
       cursor: { drag: { x: false, y: false } },
-      scales: { y: { range: function (u, min, max) { return [0, Math.max(5, Math.ceil(max * 1.15))]; } } },
+      scales: {
+        // Always the whole last hour, however few minutes have data yet.
+        x: { time: true, range: function () { var end = lastMinute(); return [end - 59 * 60, end]; } },
+        y: { range: function (u, min, max) { return [0, Math.max(5, Math.ceil(max * 1.15))]; } },
+      },
       series: [
         {},
         { label: t("online"), stroke: COLORS.online, width: 3, fill: "rgba(79,195,247,0.18)" },
       ],
-      axes: [axis(), axis({ size: 60 })],
+      axes: [
+        axis({ values: function (u, splits) { return splits.map(function (ts) { return clock(ts); }); } }),
+        axis({ size: 60 }),
+      ],
     }, minutesData(frame), el);
   }
 
