@@ -25,12 +25,13 @@ MYHAO_ORIGIN = "https://myhao.example.vn"
 VANLAM_ORIGIN = "https://vanlam.example.vn"
 MYHAO_NAME = "Cổng TTĐT thị xã Mỹ Hào"
 VANLAM_NAME = "Cổng TTĐT huyện Văn Lâm"
+SESSION_SECRET = "dashboard-test-secret-0123456789"
 
 CONFIG = (
     FAST_TIMING
     + f"""
 [dashboard]
-session_secret = "dashboard-test-secret-0123456789"
+session_secret = "{SESSION_SECRET}"
 tokens = ["{token_hash(PROVINCE_TOKEN)}"]
 
 [sites.myhao]

@@ -3,15 +3,18 @@ API; wrong tokens are refused and rate-limited. Against the real service on a re
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable
 
 import httpx
 import pytest
-from dashboard_support import CONFIG, MYHAO_ORIGIN, MYHAO_TOKEN, VANLAM_TOKEN
+from dashboard_support import CONFIG, MYHAO_ORIGIN, MYHAO_TOKEN, SESSION_SECRET, VANLAM_TOKEN
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from portalpulse.dashboard.sessions import Session, SessionSigner
 from support.client import Reader, page
 from support.processes import RedisServer, Service
 
@@ -163,3 +166,22 @@ def test_the_cookie_is_secure_behind_https(
     assert 'pp_dashboard=""' in logout.headers["set-cookie"] or "max-age=0" in (
         logout.headers["set-cookie"].lower()
     )
+
+
+async def test_an_open_socket_closes_when_the_session_expires(
+    redis: RedisServer, make_service: ServiceFactory
+) -> None:
+    service = make_service(config=CONFIG, redis_url=redis.url)
+    short = SessionSigner(SESSION_SECRET).sign(Session(frozenset({"myhao"}), time.time() + 2))
+    ws = await open_socket(service, "myhao", f"pp_dashboard={short}")
+    assert json.loads(await ws.recv())["type"] == "dashboard"
+    with pytest.raises(ConnectionClosed):
+        async with asyncio.timeout(6):
+            while True:
+                await ws.recv()
+    assert ws.close_code == 4401
+    # And the cookie no longer opens anything.
+    assert await refused_status(service, "myhao", f"pp_dashboard={short}") == 403
+    expired = service.get("/dashboard/", headers={"Cookie": f"pp_dashboard={short}"},
+                          follow_redirects=False)
+    assert expired.status_code == 303 and "expired=1" in expired.headers["location"]

@@ -4,6 +4,7 @@ with simulated readers: what an editor sees."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -13,12 +14,14 @@ from dashboard_support import (
     MYHAO_ORIGIN,
     MYHAO_TOKEN,
     PROVINCE_TOKEN,
+    SESSION_SECRET,
     VANLAM_NAME,
     VANLAM_ORIGIN,
     sign_in,
 )
 from playwright.async_api import Browser, Page, expect
 
+from portalpulse.dashboard.sessions import Session, SessionSigner
 from support.client import Reader, page
 from support.processes import RedisServer, Service
 
@@ -259,3 +262,24 @@ async def test_the_page_keeps_to_its_content_security_policy(
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["referrer-policy"] == "same-origin"
     await one.close()
+
+
+async def test_an_expired_session_returns_the_editor_to_the_sign_in_form(
+    chromium: Browser, redis: RedisServer, make_service: ServiceFactory
+) -> None:
+    service = make_service(config=CONFIG, redis_url=redis.url)
+    context = await chromium.new_context()
+    short = SessionSigner(SESSION_SECRET).sign(Session(frozenset({"myhao"}), time.time() + 3))
+    await context.add_cookies(
+        [{"name": "pp_dashboard", "value": short, "url": service.base + "/"}]
+    )
+    tab = await context.new_page()
+    await tab.goto(f"{service.base}/dashboard/?site=myhao&lang=en")
+    await expect(tab.locator("#status")).to_have_attribute("data-state", "live")
+    await expect(tab.locator(".notice")).to_contain_text("session has ended", timeout=8000)
+    assert "/dashboard/login" in tab.url and "next=%2Fdashboard%2F%3Fsite%3Dmyhao" in tab.url
+    await expect(tab.locator("#site")).to_have_value("myhao")
+    await tab.fill("#token", MYHAO_TOKEN)
+    await tab.click("button[type=submit]")
+    await expect(tab.locator("#status")).to_have_attribute("data-state", "live")
+    assert tab.url.endswith("/dashboard/?site=myhao")

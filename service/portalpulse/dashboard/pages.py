@@ -22,6 +22,7 @@ from .access import (
     session_of,
     set_session_cookie,
 )
+from .sessions import COOKIE_NAME
 from .tokens import sites_for_token
 
 MAX_FORM_BYTES = 4096
@@ -227,7 +228,9 @@ async def logout(request: Request) -> Response:
 def _to_login(request: Request) -> Response:
     query = request.url.query
     next_path = HOME_PATH + (f"?{query}" if query else "")
-    params = {"next": next_path, "expired": "1"}
+    params = {"next": next_path}
+    if COOKIE_NAME in request.cookies:
+        params["expired"] = "1"  # had a session that no longer holds
     lang = request.query_params.get("lang")
     if lang in LOGIN_TEXT:
         params["lang"] = lang
