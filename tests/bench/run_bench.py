@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
@@ -26,10 +27,27 @@ from typing import Any
 
 import loadgen
 import measures
-from stack import RedisProc, ServiceProc, cpu_seconds, export_service, rss_kb
+from stack import (
+    RedisProc,
+    ServiceProc,
+    cpu_seconds,
+    export_service,
+    machine_cpu,
+    rss_kb,
+    scheduling,
+)
 from summary import report, top_frames
 
 SITE = "bench"
+REDIS_MEMORY_FIELDS = (
+    "used_memory",
+    "used_memory_dataset",
+    "used_memory_overhead",
+    "used_memory_scripts",
+    "used_memory_vm_eval",
+    "mem_clients_normal",
+)
+BUSY_STATES = ("user", "nice", "system", "irq", "softirq")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,6 +63,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--service-revision",
         default="HEAD",
         help='git revision of service/ to run, or "worktree" for the files as they are',
+    )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=120,
+        help="wait up to this many seconds for other processes to leave the CPUs idle",
     )
     p.add_argument("--py-spy", action="store_true", help="profile the service over the window")
     p.add_argument("--out", help="directory for the JSON summary, logs and profile")
@@ -72,6 +96,7 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         try:
+            self._wait_quiet()
             self.redis.start()
             self.service.start()
             time.sleep(2)
@@ -85,6 +110,20 @@ class Bench:
         finally:
             self._stop_all()
         return self.result
+
+    def _wait_quiet(self) -> None:
+        """Others may share this machine (test suites, builds): start when it is idle."""
+        deadline = time.monotonic() + self.args.wait_quiet
+        while True:
+            before = machine_cpu()
+            time.sleep(2)
+            after = machine_cpu()
+            idle = sum(after[k] - before[k] for k in ("idle", "iowait")) / 2
+            busy = (os.cpu_count() or 1) - idle
+            self.result["busy_before_start"] = round(busy, 2)
+            if busy < 0.2 or time.monotonic() > deadline:
+                return
+            print(f"[wait] others keep {busy:.0%} of a CPU busy", flush=True)
 
     def _start_workers(self) -> None:
         args = self.args
@@ -161,6 +200,8 @@ class Bench:
             "wall": time.time(),
             "rss_kb": rss_kb(self.service.pid),
             "cpu": {name: cpu_seconds(pid) for name, pid in pids.items()},
+            "sched": scheduling(self.service.pid),
+            "machine": machine_cpu(),
             "redis_used": int(info["used_memory"]),  # type: ignore[call-overload]
             "redis_info": info,
             "metrics": self.service.metrics(),
@@ -178,7 +219,7 @@ class Bench:
         self._watch(duration - 0.5, "window")
         time.sleep(max(0.0, start + duration - time.time()))
         after = self._readings()
-        self.result["redis_keys"] = self._redis_keys()
+        self.result["redis_keys"] = self._redis_keys(after["metrics"])
         self._summarise_window(base, before, after)
         time.sleep(2)  # snapshots taken before the window's end are still arriving
         self.control[loadgen.STOP] = 1
@@ -249,21 +290,18 @@ class Bench:
 
     # -- figures -----------------------------------------------------------------
 
-    def _redis_keys(self) -> dict[str, Any]:
-        """Memory per key of the site, and what the keys count."""
-        client = self.redis.client
-        assert client is not None
-        prefix = f"pp:{{{SITE}}}:"
-        sizes = {
-            key.removeprefix(prefix): self.redis.memory_usage(key)
-            for key in client.scan_iter(match=prefix + "*", count=1000)
-        }
-        now = time.time()
+    def _redis_keys(self, metrics: dict[str, float]) -> dict[str, Any]:
+        """Every key of the site with its type, elements and bytes; the online count
+        as the service reports it; and how many pages the store tracks."""
+        keys = self.redis.key_sizes(f"pp:{{{SITE}}}:")
+        pages = keys.get("pages", keys.get("titles", {})).get("elements", 0)
+        memory = self.redis.info("memory")
         return {
-            "sizes": dict(sorted(sizes.items())),
-            "online": client.zcount(prefix + "seen", f"({now}", "+inf"),
-            "pages": client.zcard(prefix + "pages"),
-            "pairs": client.zcard(prefix + "pairs"),
+            "keys": keys,
+            "total_bytes": sum(k["bytes"] for k in keys.values()),
+            "online": int(metrics.get(f'portalpulse_online_visitors{{site="{SITE}"}}', 0)),
+            "pages": pages,
+            "memory": {k: v for k, v in memory.items() if k in REDIS_MEMORY_FIELDS},
         }
 
     def _summarise_window(
@@ -288,6 +326,17 @@ class Bench:
             "kb_per_connection": (after["rss_kb"] - base["rss_kb"]) / max(1.0, held_service),
             "cpu_share": cpu,
             "cpu_us_per_connection_second": cpu["service"] * 1e6 / max(1.0, held_service),
+            "service_sched_per_second": {
+                k: (after["sched"][k] - before["sched"][k]) / seconds for k in after["sched"]
+            },
+            "machine_share": {
+                k: (after["machine"][k] - before["machine"][k]) / seconds for k in after["machine"]
+            },
+            "others_cpu_share": max(
+                0.0,
+                sum(after["machine"][k] - before["machine"][k] for k in BUSY_STATES) / seconds
+                - sum(cpu.values()),
+            ),
             "ticks": ticks,
             "flushes": flushes,
             # The closing INFO is the harness's own command inside the delta.

@@ -52,6 +52,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def scheduling(pid: int) -> dict[str, float]:
+    """Seconds `pid` ran and waited runnable for a CPU (/proc/PID/schedstat), and
+    its context switches: a process that is neither running nor waiting was blocked."""
+    run_ns, wait_ns, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+    counts = {"ran": int(run_ns) / 1e9, "waited_for_cpu": int(wait_ns) / 1e9}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+            counts[name] = float(value)
+    return counts
+
+
+def machine_cpu() -> dict[str, float]:
+    """The machine's CPU time so far by state (/proc/stat), in seconds over all CPUs."""
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    return {name: int(value) / CLOCK_TICKS for name, value in zip(names, fields, strict=False)}
+
+
 def _stop(proc: subprocess.Popen[bytes] | None, wait: float = 15.0) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -114,9 +133,20 @@ class RedisProc:
         assert self.client is not None
         return self.client.info(section) if section else self.client.info()
 
-    def memory_usage(self, key: str) -> int:
+    def key_sizes(self, prefix: str) -> dict[str, dict[str, object]]:
+        """Each key under `prefix` (named without it): type, elements, bytes (exact)."""
         assert self.client is not None
-        return int(self.client.memory_usage(key, samples=0) or 0)
+        client = self.client
+        count = {"zset": client.zcard, "hash": client.hlen, "set": client.scard}
+        sizes: dict[str, dict[str, object]] = {}
+        for key in sorted(client.scan_iter(match=prefix + "*", count=1000)):
+            kind = client.type(key)
+            sizes[key.removeprefix(prefix)] = {
+                "type": kind,
+                "elements": int(count[kind](key)) if kind in count else 1,
+                "bytes": int(client.memory_usage(key, samples=0) or 0),
+            }
+        return sizes
 
     def stop(self) -> None:
         if self.client is not None:

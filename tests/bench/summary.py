@@ -11,8 +11,6 @@ from typing import Any
 from measures import fmt_ms, table
 
 IDLE_FRAMES = ("EpollSelector.select", "_PollLikeSelector.select")
-VISITOR_KEYS = ("seen", "hold", "pairs")
-PAGE_KEYS = ("rank", "pages", "titles")
 
 
 def top_frames(path: Path, limit: int = 15) -> dict[str, Any]:
@@ -55,12 +53,27 @@ def _histogram(h: dict[str, Any], bound: str) -> str:
     return f"{h.get('mean', math.nan) * 1000:.1f} ms / <= {h.get(bound, math.nan) * 1000:.0f} ms"
 
 
+def _sched(w: dict[str, Any]) -> str:
+    s = w.get("service_sched_per_second", {})
+    ran, waited = s.get("ran", math.nan), s.get("waited_for_cpu", math.nan)
+    switches = s.get("voluntary_ctxt_switches", 0) + s.get("nonvoluntary_ctxt_switches", 0)
+    return (
+        f"{ran:.0%} / {waited:.0%} / {max(0.0, 1 - ran - waited):.0%} of wall time"
+        f" ({switches:.0f} switches/s)"
+    )
+
+
+def _machine(w: dict[str, Any]) -> str:
+    m = w.get("machine_share", {})
+    return (
+        f"{m.get('idle', math.nan):.0%} / {m.get('steal', math.nan):.0%} of one CPU;"
+        f" other processes used {w.get('others_cpu_share', math.nan):.0%}"
+    )
+
+
 def _redis_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
-    keys, w = result.get("redis_keys", {}), result.get("window", {})
-    sizes = keys.get("sizes", {})
-    visitor_bytes = sum(v for k, v in sizes.items() if k in VISITOR_KEYS)
-    page_bytes = sum(v for k, v in sizes.items() if k in PAGE_KEYS or k.startswith("vb:"))
-    online, pages = keys.get("online", 0), keys.get("pages", 0)
+    r, w = result.get("redis_keys", {}), result.get("window", {})
+    online, pages = r.get("online", 0), r.get("pages", 0)
     return [
         ("Redis EVALSHA (round trips) per tick", f"{w.get('evalsha_per_tick', math.nan):.2f}"),
         (
@@ -73,9 +86,27 @@ def _redis_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
             "Redis used_memory delta per visitor",
             f"{w.get('redis_bytes_per_visitor', math.nan):.0f} B",
         ),
-        ("Redis visitor keys per visitor", f"{visitor_bytes / online:.0f} B" if online else "n/a"),
-        ("Redis page keys per page", f"{page_bytes / pages:.0f} B" if pages else "n/a"),
+        (
+            "Redis site keys per visitor",
+            f"{r.get('total_bytes', 0) / online:.0f} B" if online else "n/a",
+        ),
     ]
+
+
+def redis_key_table(result: dict[str, Any]) -> str:
+    """Per key of the site: type, elements, bytes, bytes per element and per visitor."""
+    r = result.get("redis_keys", {})
+    online = max(1, r.get("online", 0))
+    lines = [
+        f"  {'key':<18} {'type':<7} {'elements':>9} {'bytes':>10} {'B/elem':>7} {'B/visitor':>9}"
+    ]
+    for name, k in sorted(r.get("keys", {}).items(), key=lambda item: -item[1]["bytes"]):
+        per = k["bytes"] / max(1, k["elements"])
+        lines.append(
+            f"  {name:<18} {k['type']:<7} {k['elements']:>9} {k['bytes']:>10}"
+            f" {per:>7.0f} {k['bytes'] / online:>9.1f}"
+        )
+    return "\n".join(lines)
 
 
 def report(result: dict[str, Any]) -> str:
@@ -105,6 +136,8 @@ def report(result: dict[str, Any]) -> str:
         ),
         ("service KB per connection", f"{w.get('kb_per_connection', math.nan):.1f}"),
         ("CPU share service / redis / loadgen", " / ".join(f"{v:.0%}" for v in shares)),
+        ("service ran / waited for a CPU / blocked", _sched(w)),
+        ("machine (2 CPUs) idle / steal", _machine(w)),
         (
             "service CPU per connection-second",
             f"{w.get('cpu_us_per_connection_second', math.nan):.1f} µs",
@@ -120,6 +153,8 @@ def report(result: dict[str, Any]) -> str:
         *_redis_rows(result),
     ]
     text = f"Portal Pulse benchmark (service {result.get('service_commit')})\n" + table(rows)
+    if result.get("redis_keys", {}).get("keys"):
+        text += "\n\nRedis keys of the site:\n" + redis_key_table(result)
     profile = result.get("profile")
     if profile:
         text += (
