@@ -54,6 +54,7 @@ class Pulse:
 
     async def start(self) -> None:
         await self.store.open()
+        await self.hub.check_store()
         self.hub.start()
         self._lag_task = asyncio.create_task(self._probe_lag())
         # Long-lived start-up objects need no more collection passes, and fewer,

@@ -6,9 +6,11 @@ import argparse
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -95,6 +97,9 @@ def serve(settings: config.Settings, workers: int) -> int:
     sock.bind((settings.server.host, settings.server.port))
     sock.listen(2048)
     sock.set_inheritable(True)
+    # Each worker writes its metrics to files here; /metrics on any worker sums them.
+    metrics_dir = tempfile.mkdtemp(prefix="portalpulse-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(target=run_server, args=(settings, sock), daemon=False) for _ in range(workers)
@@ -114,6 +119,7 @@ def serve(settings: config.Settings, workers: int) -> int:
     signal.signal(signal.SIGINT, forward)
     for proc in procs:
         proc.join()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     return max((proc.exitcode or 0) for proc in procs)
 
 

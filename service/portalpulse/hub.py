@@ -38,6 +38,9 @@ URGENT_DELAY = 0.05
 """Arrivals and departures are flushed this soon, not at the next tick, so that
 other instances count them in their next snapshot."""
 
+STORE_CHECK_EVERY = 5.0
+"""Seconds between store pings while no site needs a flush."""
+
 MAX_PENDING_OPS = 200_000
 """Per site, while the store is down: the oldest operations are dropped beyond this."""
 
@@ -78,6 +81,9 @@ class SiteHub:
         self.hosts = sources.hosts_of(site.origins)
         self.dashboard_frame: str | None = None
         self.dashboard_key: tuple[object, ...] | None = None
+        # Keep reading the site a while after its last local visitor, until the
+        # store has seen them leave; then its gauge is withdrawn, not left stale.
+        self.linger_until = 0.0
         self.visitors: dict[str, VisitorHere] = {}
         self.ops: deque[PendingOp] = deque()
         self.views: Counter[str] = Counter()
@@ -91,7 +97,7 @@ class SiteHub:
         self.pushed_at = 0.0
 
     @property
-    def active(self) -> bool:
+    def busy(self) -> bool:
         return bool(
             self.subscribers
             or self.watchers
@@ -194,6 +200,7 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self._store_ok = True
         self._waiters: list[asyncio.Future[None]] = []
+        self._checked_at = 0.0
         self.closing = False
 
     # -- what transports report ------------------------------------------------
@@ -383,6 +390,30 @@ class Hub:
             here.refresh_due = now + self.refresh_every
             queue.append((here.refresh_due, site_id, visitor))
 
+    async def check_store(self) -> None:
+        """With no site to flush, a ping keeps `portalpulse_store_up` true to the store."""
+        self._checked_at = time.monotonic()
+        try:
+            await self.store.ping()
+        except StoreUnavailable as exc:
+            self._store_state(exc)
+            return
+        self._store_state(None)
+
+    def _store_state(self, error: StoreUnavailable | None) -> None:
+        """Log and export the store's state once per change."""
+        if error is not None:
+            metrics.store_up.set(0)
+            if self._store_ok:
+                log.error("store unavailable: %s", error)
+            self._store_ok = False
+            return
+        if not self._store_ok:
+            log.info("store is back")
+            metrics.store_reconnects.inc()
+        self._store_ok, self._checked_at = True, time.monotonic()
+        metrics.store_up.set(1)
+
     async def settled(self, timeout: float) -> None:
         """Wait until what was recorded so far has reached the store (or `timeout`)."""
         waiter = asyncio.get_running_loop().create_future()
@@ -404,12 +435,23 @@ class Hub:
         now = time.monotonic()
         wall = time.time()
         self._due_refreshes(now)
-        hubs = [hub for hub in self.sites.values() if hub.active]
+        linger = self.server.presence_ttl + self.server.leave_grace + 2 * self.server.push_interval
+        hubs = []
+        for hub in self.sites.values():
+            if hub.busy:
+                hub.linger_until = now + linger
+            if now < hub.linger_until:
+                hubs.append(hub)
+            elif hub.linger_until:
+                hub.linger_until = 0.0
+                metrics.online_visitors.remove(hub.site.id)
         for hub in hubs:
             for visitor in [v for v, until in hub.http_visitors.items() if until <= now]:
                 del hub.http_visitors[visitor]
         metrics.connections.labels("http").set(sum(len(h.http_visitors) for h in hubs))
         if not hubs:
+            if now - self._checked_at >= STORE_CHECK_EVERY:
+                await self.check_store()
             return
         batches = [hub.take_batch(self.server, now, wall) for hub in hubs]
         metrics.store_flush_ops.observe(sum(b.size for b in batches))
@@ -418,19 +460,12 @@ class Hub:
             snapshots = await self.store.flush(batches)
         except StoreUnavailable as exc:
             metrics.store_errors.labels("flush").inc()
-            metrics.store_up.set(0)
-            if self._store_ok:
-                log.error("store unavailable: %s", exc)
-            self._store_ok = False
+            self._store_state(exc)
             for hub in hubs:
                 hub.give_back()
             return
         metrics.store_seconds.labels("flush").observe(time.perf_counter() - started)
-        if not self._store_ok:
-            log.info("store is back")
-            metrics.store_reconnects.inc()
-        self._store_ok = True
-        metrics.store_up.set(1)
+        self._store_state(None)
         for hub, snap in zip(hubs, snapshots, strict=True):
             hub.snapshot, hub.snapshot_at = snap, now
             metrics.online_visitors.labels(hub.site.id).set(snap.online)

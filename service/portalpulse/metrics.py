@@ -6,6 +6,8 @@ configuration, `transport`, `reason`, `code` and `op` from fixed sets.
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -14,11 +16,15 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    generate_latest,
 )
 
 # Fan-out and store latencies are sub-second in health; the long tail matters.
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _FLUSH_SIZE_BUCKETS = (0, 1, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+"""`--workers N`: each worker writes its values to files the /metrics of any worker sums."""
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 # process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds,
@@ -31,12 +37,14 @@ connections = Gauge(
     "Open client connections of this process (HTTP: visitors kept by beats).",
     ["transport"],
     registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 online_visitors = Gauge(
     "portalpulse_online_visitors",
     "Online visitors of a site, as in its last snapshot read by this process.",
     ["site"],
     registry=REGISTRY,
+    multiprocess_mode="livemax",
 )
 beats = Counter(
     "portalpulse_beats_total",
@@ -73,6 +81,7 @@ store_up = Gauge(
     "portalpulse_store_up",
     "1 when the last store call succeeded, 0 when the store is unreachable.",
     registry=REGISTRY,
+    multiprocess_mode="livemin",
 )
 store_reconnects = Counter(
     "portalpulse_store_reconnects_total",
@@ -125,3 +134,14 @@ tick_seconds = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+
+
+def exposition() -> bytes:
+    """The text for /metrics: this process's, or every worker's with `--workers N`."""
+    if MULTIPROCESS:
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
+    return generate_latest(REGISTRY)

@@ -1,6 +1,6 @@
 """Fixtures for the widget's browser tests: the real service, a portal, Chromium.
 
-One service process serves the whole module; every test uses a site of its own,
+One service process (and one Chromium) serves the module; every test uses a site of its own,
 so counts never leak from one test into another. Portal pages come from a small
 HTTP server on another port of 127.0.0.1 (a secure context, so Web Locks and
 BroadcastChannel behave as on an https portal), cross-origin to the service,
@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwr
 from support.processes import Service, free_port, write_config
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """One `portalpulse serve` for the browser suite; its log must hold no traceback."""
     work = tmp_path_factory.mktemp("service")
@@ -39,7 +39,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         assert fault not in logs, f"service log has {fault!r}:\n{logs[-3000:]}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def portal(service: Service) -> Iterator[Portal]:
     site = Portal(url="", service_url=service.base)
 
@@ -67,13 +67,15 @@ def portal(service: Service) -> Iterator[Portal]:
         server.server_close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    # Module scope: sync Playwright keeps an event loop running while it lives,
+    # and the asyncio tests of other modules need the thread's loop free again.
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     try:

@@ -185,6 +185,10 @@ async def test_two_workers_on_redis_serve_one_count(redis, tmp_path) -> None:
         readers = [await Reader.open(f"ws://127.0.0.1:{port}/ws") for _ in range(6)]
         for reader in readers:
             await reader.wait_online(6, COUNTED + 1)
+        # Any worker's /metrics speaks for all of them.
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert metric(text, "portalpulse_connections", 'transport="ws"') == 6
+        assert metric(text, "portalpulse_online_visitors", 'site="demo"') == 6
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0

@@ -221,10 +221,13 @@ total_visits_offset = 12000000
 
 
 async def test_too_many_connections_from_one_address_close_1013(make_service) -> None:
-    config = FAST_TIMING.replace("[server]", "[server]\nmax_connections_per_ip = 2") + """
+    config = (
+        FAST_TIMING.replace("[server]", "[server]\nmax_connections_per_ip = 2")
+        + """
 [sites.demo]
 origins = ["*"]
 """
+    )
     service = make_service(config)
     first = await Reader.open(service.ws_url)
     second = await Reader.open(service.ws_url)

@@ -43,11 +43,6 @@ def site_online(replicas: list[RunningService]) -> float | None:
     return max(values) if values else None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service: store_up is set to 1 only by a flush of an active site, so an idle "
-    "replica reports 0 (reported to the lead; remove this marker with the fix)",
-)
 def test_an_idle_replica_on_reachable_redis_reports_store_up(
     replicas: Callable[[int], list[RunningService]],
 ) -> None:
@@ -58,11 +53,6 @@ def test_an_idle_replica_on_reachable_redis_reports_store_up(
     assert metric(replica, "portalpulse_store_up") == {"": 1.0}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service: a site's online gauge keeps its last value once the replica holds none "
-    "of its visitors (reported to the lead; remove this marker with the fix)",
-)
 def test_max_by_site_follows_visitors_leaving_each_replica(
     replicas: Callable[[int], list[RunningService]],
 ) -> None:

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
@@ -94,8 +94,9 @@ async def readyz(request: Request) -> Response:
         return JSONResponse(
             {"status": "unavailable", "reason": f"store: {reason}"}, status_code=503
         )
+    metrics.store_up.set(1)
     return JSONResponse({"status": "ready"})
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

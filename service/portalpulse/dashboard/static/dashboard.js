@@ -60,6 +60,8 @@
       desktop: "Máy tính",
       unknown: "Không rõ",
       hour: "Giờ",
+      same_time_yesterday: "Hôm qua đến giờ này",
+      fullscreen: "Toàn màn hình",
       none: "Chưa có",
     },
     en: {
@@ -108,6 +110,8 @@
       desktop: "Desktop",
       unknown: "Unknown",
       hour: "Hour",
+      same_time_yesterday: "Yesterday by this time",
+      fullscreen: "Full screen",
       none: "None yet",
     },
   };
@@ -174,11 +178,19 @@
     return new Intl.DateTimeFormat(state.lang === "vi" ? "vi-VN" : "en-GB", options).format(new Date(ts * 1000));
   }
 
-  function localHour(ts) {
-    var text = new Intl.DateTimeFormat("en-GB", { timeZone: state.timezone, hour: "2-digit", hour12: false })
-      .format(new Date(ts * 1000));
-    return parseInt(text, 10) % 24;
+  function localTime(ts) {
+    var parts = new Intl.DateTimeFormat("en-GB", {
+      timeZone: state.timezone, hour: "2-digit", minute: "2-digit", hour12: false,
+    }).formatToParts(new Date(ts * 1000));
+    var found = { hour: 0, minute: 0 };
+    parts.forEach(function (part) {
+      if (part.type === "hour" || part.type === "minute") found[part.type] = parseInt(part.value, 10);
+    });
+    found.hour %= 24;
+    return found;
   }
+
+  function localHour(ts) { return localTime(ts).hour; }
 
   function setNumber(id, n) {
     var el = $(id);
@@ -207,6 +219,18 @@
     var share = frame.online > 0 ? Math.round((100 * frame.engaged) / frame.online) : 0;
     $("engaged-share").textContent = frame.online > 0 ? t("engaged_share", { p: share }) : "";
     $("engaged-bar").style.width = share + "%";
+  }
+
+  // Yesterday's page views up to this time of day, from its views per hour (the
+  // current hour counted pro rata): a fair match for today's count so far.
+  function viewsSoFarYesterday(frame) {
+    var hours = (frame.hours && frame.hours.yesterday) || [];
+    if (hours.length !== 24 || !frame.ts) return null;
+    var now = localTime(frame.ts);
+    var hour = now.hour, minute = now.minute;
+    var total = 0;
+    for (var h = 0; h < hour; h++) total += Number(hours[h]) || 0;
+    return Math.round(total + ((Number(hours[hour]) || 0) * minute) / 60);
   }
 
   function renderDay(prefix, day) {
@@ -456,6 +480,7 @@
     renderDay("today", frame.today);
     renderDay("yesterday", frame.yesterday);
     setNumber("total-visits", frame.total_visits);
+    setNumber("yesterday-views-so-far", viewsSoFarYesterday(frame));
     renderPages(frame.pages);
     renderBars("sources", fixedEntries(SOURCE_KEYS, frame.sources));
     renderBars("referrers", referrerEntries(frame.referrers));
@@ -586,6 +611,15 @@
       dropCharts();
       if (state.frame) render(state.frame);
     });
+    var fullscreen = $("fullscreen");
+    if (document.fullscreenEnabled) {
+      fullscreen.addEventListener("click", function () {
+        if (document.fullscreenElement) document.exitFullscreen();
+        else document.documentElement.requestFullscreen().catch(function () { /* refused */ });
+      });
+    } else {
+      fullscreen.hidden = true;
+    }
     $("site-picker").addEventListener("change", function (event) { switchSite(event.target.value); });
     window.addEventListener("resize", resizeCharts);
     loadSession().then(function (session) {
