@@ -22,8 +22,19 @@ LEAVE_GRACE = 1
 PUSH_INTERVAL = 0.5
 TOTAL_OFFSET = 12_345_000
 SITES = (
-    "tabs", "second", "takeover", "hostile", "english", "fallback", "trending", "portal", "restart",
-    "engaged", "busy", "nolocks", "reload",
+    "tabs",
+    "second",
+    "takeover",
+    "hostile",
+    "english",
+    "fallback",
+    "trending",
+    "portal",
+    "restart",
+    "engaged",
+    "busy",
+    "nolocks",
+    "reload",
 )
 
 
@@ -45,7 +56,6 @@ def service_config() -> str:
     return "\n".join(lines) + "\n"
 
 
-
 @dataclass
 class Portal:
     """A portal's web server: tests put pages on it, each embedding the widget."""
@@ -54,8 +64,17 @@ class Portal:
     service_url: str
     pages: dict[str, str] = field(default_factory=dict)
 
-    def page(self, path: str, site: str, *, title: str = "Tin tức", body: str = "",
-             head: str = "", lang: str | None = None, service_url: str | None = None) -> str:
+    def page(
+        self,
+        path: str,
+        site: str,
+        *,
+        title: str = "Tin tức",
+        body: str = "",
+        head: str = "",
+        lang: str | None = None,
+        service_url: str | None = None,
+    ) -> str:
         """Publish an HTML page at `path` that embeds the widget; returns its URL."""
         lang_attr = f' data-lang="{lang}"' if lang else ""
         src = f"{service_url or self.service_url}/widget.js"

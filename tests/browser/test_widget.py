@@ -42,10 +42,13 @@ def online_line(page: Page):  # type: ignore[no-untyped-def]
 
 
 def online_texts(pages: list[Page]) -> list[str]:
-    return [page.evaluate(
-        "() => document.querySelector('[data-portalpulse-box]')?.shadowRoot"
-        ".querySelector('.online')?.textContent ?? ''"
-    ) for page in pages]
+    return [
+        page.evaluate(
+            "() => document.querySelector('[data-portalpulse-box]')?.shadowRoot"
+            ".querySelector('.online')?.textContent ?? ''"
+        )
+        for page in pages
+    ]
 
 
 def wait_for_text(pages: list[Page], text: str, timeout: float) -> float:
@@ -98,10 +101,15 @@ def test_a_second_browser_shows_in_every_tab_within_the_push_bound(
 
     hello_at: list[float] = []
     other = new_context().new_page()
-    other.on("websocket", lambda ws: ws.on(
-        "framesent", lambda payload: hello_at.append(time.monotonic()) if '"hello"' in str(payload)
-        else None,
-    ))
+    other.on(
+        "websocket",
+        lambda ws: ws.on(
+            "framesent",
+            lambda payload: (
+                hello_at.append(time.monotonic()) if '"hello"' in str(payload) else None
+            ),
+        ),
+    )
     other.goto(portal.page("/second/other.html", "second"))
     shown_at = wait_for_text([*tabs, other], TWO, timeout=5)
     assert hello_at, "the second browser sent no hello"
@@ -155,9 +163,12 @@ def test_hostile_page_css_cannot_hide_the_box(new_context: NewContext, portal: P
         " visibility: hidden !important; opacity: 0 !important }"
         " html, body { display: block !important }</style>"
     )
-    page = open_tab(new_context(), portal.page(
-        "/hostile/a.html", "hostile", head=hostile, body="<p id=story>Nội dung bài viết</p>"
-    ))
+    page = open_tab(
+        new_context(),
+        portal.page(
+            "/hostile/a.html", "hostile", head=hostile, body="<p id=story>Nội dung bài viết</p>"
+        ),
+    )
     line = online_line(page)
     expect(line).to_have_text(ONE, timeout=5000)
     expect(line).to_be_visible()
@@ -212,10 +223,14 @@ def test_trending_titles_show_as_literal_text(new_context: NewContext, portal: P
     page = new_context().new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    page.goto(portal.page(
-        "/trending/a.html", "trending", title=escaped,
-        body='<h2>Tin đang được quan tâm</h2><ol id=hot data-portalpulse="trending"></ol>',
-    ))
+    page.goto(
+        portal.page(
+            "/trending/a.html",
+            "trending",
+            title=escaped,
+            body='<h2>Tin đang được quan tâm</h2><ol id=hot data-portalpulse="trending"></ol>',
+        )
+    )
     link = page.locator("#hot li a")
     expect(link).to_have_text(title, timeout=5000)
     expect(link).to_have_attribute("href", "/trending/a.html")
@@ -230,8 +245,9 @@ def test_portal_placeholders_show_the_numbers(new_context: NewContext, portal: P
         ' Tổng: <span id=total data-portalpulse="total"></span>'
         ' <ul id=hot data-portalpulse="trending"></ul></footer>'
     )
-    page = open_tab(new_context(), portal.page("/portal/a.html", "portal", title="Trang chủ",
-                                               body=footer))
+    page = open_tab(
+        new_context(), portal.page("/portal/a.html", "portal", title="Trang chủ", body=footer)
+    )
     expect(page.locator("#online")).to_have_text("1", timeout=5000)
     expect(page.locator("#today")).to_have_text("1")
     expect(page.locator("#total")).to_have_text(f"{TOTAL_OFFSET + 1:,}".replace(",", "."))
@@ -242,15 +258,19 @@ def test_portal_placeholders_show_the_numbers(new_context: NewContext, portal: P
 
     # An in-page (SPA) navigation is a new page that readers see in trending.
     page.evaluate("history.pushState({}, '', '/portal/spa.html'); document.title = 'Trang mới'")
-    expect(page.locator('#hot li a[href="/portal/spa.html"]')).to_have_text("Trang mới",
-                                                                           timeout=5000)
+    expect(page.locator('#hot li a[href="/portal/spa.html"]')).to_have_text(
+        "Trang mới", timeout=5000
+    )
 
 
 def test_readers_come_back_after_the_service_restarts(
     new_context: NewContext, portal: Portal, tmp_path: Path
 ) -> None:
-    own = Service(port=free_port(), config=write_config(tmp_path / "pulse.toml", service_config()),
-                  data_dir=tmp_path / "data")
+    own = Service(
+        port=free_port(),
+        config=write_config(tmp_path / "pulse.toml", service_config()),
+        data_dir=tmp_path / "data",
+    )
     own.start()
     try:
         sockets: list[WebSocket] = []
@@ -265,8 +285,9 @@ def test_readers_come_back_after_the_service_restarts(
         while own.stats("restart")["online"] != 1:
             assert time.monotonic() - back_at < BEAT_INTERVAL + PUSH_INTERVAL + 2, "not back"
             time.sleep(0.1)
-        other = open_tab(new_context(), portal.page("/restart/b.html", "restart",
-                                                    service_url=own.base))
+        other = open_tab(
+            new_context(), portal.page("/restart/b.html", "restart", service_url=own.base)
+        )
         wait_for_text([page, other], TWO, timeout=5)
         assert len(sockets) >= 2  # it did try WebSocket again
     finally:
@@ -277,9 +298,12 @@ def test_readers_come_back_after_the_service_restarts(
 def record_frames(page: Page) -> list[tuple[float, str]]:
     """Every frame the page's WebSockets send, with the time it went."""
     frames: list[tuple[float, str]] = []
-    page.on("websocket", lambda ws: ws.on(
-        "framesent", lambda payload: frames.append((time.monotonic(), str(payload)))
-    ))
+    page.on(
+        "websocket",
+        lambda ws: ws.on(
+            "framesent", lambda payload: frames.append((time.monotonic(), str(payload)))
+        ),
+    )
     return frames
 
 
@@ -343,15 +367,18 @@ def test_without_web_locks_each_tab_connects_but_the_browser_counts_once(
     context = new_context()
     context.add_init_script("delete Navigator.prototype.locks;")
     sockets: list[WebSocket] = []
-    tabs = [open_tab(context, portal.page(f"/nolocks/{i}.html", "nolocks"), sockets)
-            for i in range(2)]
+    tabs = [
+        open_tab(context, portal.page(f"/nolocks/{i}.html", "nolocks"), sockets) for i in range(2)
+    ]
     assert tabs[0].evaluate("navigator.locks") is None
     wait_for_text(tabs, ONE, timeout=5)
     assert len(sockets) == 2
     assert len(leaders(tabs)) == 2
     deadline = time.monotonic() + 5
-    while {t["path"] for t in service.stats("nolocks")["trending"]} != {"/nolocks/0.html",
-                                                                        "/nolocks/1.html"}:
+    while {t["path"] for t in service.stats("nolocks")["trending"]} != {
+        "/nolocks/0.html",
+        "/nolocks/1.html",
+    }:
         assert time.monotonic() < deadline, service.stats("nolocks")
         time.sleep(0.1)
     assert service.stats("nolocks")["online"] == 1
