@@ -4,6 +4,7 @@ with simulated readers: what an editor sees."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 
@@ -283,3 +284,56 @@ async def test_an_expired_session_returns_the_editor_to_the_sign_in_form(
     await tab.click("button[type=submit]")
     await expect(tab.locator("#status")).to_have_attribute("data-state", "live")
     assert tab.url.endswith("/dashboard/?site=myhao")
+
+
+FIXED_TS = 1764232200.0  # 2025-11-27 15:30 in Asia/Ho_Chi_Minh
+FIXED_FRAME = {
+    "type": "dashboard", "site": "myhao", "name": MYHAO_NAME, "ts": FIXED_TS,
+    "online": 1234, "engaged": 456, "idle": 778,
+    "pages": [{"path": "/tin/a.html", "title": "", "readers": 12, "engaged": 5, "views": 340}],
+    "sources": {"direct": 50, "search": 30, "social": 25, "internal": 10, "other": 5},
+    "referrers": {"google": 20, "facebook": 15, "zalo": 8},
+    "devices": {"mobile": 70, "tablet": 5, "desktop": 40, "unknown": 5},
+    "today": {"visits": 8520, "views": 20114, "visitors": 6302, "peak_online": 1240,
+              "peak_at": FIXED_TS - 5400},
+    "yesterday": {"visits": 9020, "views": 2400, "visitors": 7000, "peak_online": 1500,
+                  "peak_at": FIXED_TS - 86400},
+    "total_visits": 12345678,
+    "minutes": [[FIXED_TS - 30 - 60 * (59 - i), 1000 + i] for i in range(60)],
+    "hours": {"today": [10] * 24, "yesterday": [100] * 24},
+}
+
+
+async def test_every_part_of_a_frame_is_shown(
+    chromium: Browser, redis: RedisServer, make_service: ServiceFactory
+) -> None:
+    """The page against the frame's schema, with numbers fixed (the socket is stubbed)."""
+    service = make_service(config=CONFIG, redis_url=redis.url)
+    context = await chromium.new_context(viewport={"width": 1600, "height": 1000})
+    tab = await context.new_page()
+    await tab.route_web_socket(
+        "**/dashboard/ws?site=myhao", lambda ws: ws.send(json.dumps(FIXED_FRAME))
+    )
+    await sign_in(tab, service.base, "myhao", MYHAO_TOKEN)
+    await value(tab, "#online").to_have_text("1.234")
+    await value(tab, "#engaged-share").to_have_text("(37 %)")
+    await value(tab, "#today-peak").to_have_text("1.240 lúc 14:00")
+    await value(tab, "#yesterday-peak").to_have_text("1.500 lúc 15:30")
+    await value(tab, "#total-visits").to_have_text("12.345.678")
+    # Yesterday by this time: 15 whole hours of 100 views and half of the 16th.
+    await value(tab, "#yesterday-views-so-far").to_have_text("1.550")
+    # A page without a title shows its path, still linked to the portal.
+    link = tab.locator("#pages a.title")
+    await expect(link).to_have_text("/tin/a.html")
+    await expect(link).to_have_attribute("href", f"{MYHAO_ORIGIN}/tin/a.html")
+    labels = await tab.locator("#referrers .label").all_text_contents()
+    assert labels == ["Google", "Facebook", "Zalo"]
+    shown = await tab.evaluate("PortalPulseDashboard.status()")
+    assert len(shown["minutes"]) == 60 and shown["minutes"][-1][1] == 1059
+    assert shown["hours"]["today"][15] == 10 and shown["hours"]["today"][16] is None
+    await tab.click("#lang-toggle")
+    await value(tab, "#online").to_have_text("1,234")
+    await value(tab, "#today-peak").to_have_text("1,240 at 14:00")
+    await expect(tab.locator("#devices .label")).to_have_text(
+        ["Mobile", "Tablet", "Desktop", "Unknown"]
+    )
