@@ -238,3 +238,27 @@ origins = ["*"]
     fourth = await Reader.open(service.ws_url)
     await fourth.wait_online(2, PUSH + 1 + 1)
     assert fourth.close_code is None, "a freed slot takes a new connection"
+
+
+async def test_excluded_pages_never_trend_but_their_readers_are_online(make_service) -> None:
+    config = FAST_TIMING + """
+[sites.demo]
+origins = ["*"]
+exclude = ["/", "/tim-kiem*"]
+trending_size = 2
+"""
+    service = make_service(config)
+    readers = [
+        await Reader.open(service.ws_url, pages=[page("/")]),
+        await Reader.open(service.ws_url, pages=[page("/tim-kiem?q=le-hoi")]),
+        await Reader.open(service.ws_url, pages=[page("/tin/a.html")]),
+        await Reader.open(service.ws_url, pages=[page("/tin/b.html")]),
+        await Reader.open(service.ws_url, pages=[page("/tin/b.html")]),
+        await Reader.open(service.ws_url, pages=[page("/tin/c.html")]),
+    ]
+    snap = await readers[0].wait_online(6, PUSH + 1)
+    assert [(p["path"], p["readers"]) for p in snap["trending"]] == [
+        ("/tin/b.html", 2),
+        ("/tin/a.html", 1),
+    ]
+    assert snap["today"]["views"] == 6
