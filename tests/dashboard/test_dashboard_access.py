@@ -47,8 +47,9 @@ async def open_socket(service: Service, site: str, cookie: str = "", origin: str
     )
 
 
-async def refused_status(service: Service, site: str, cookie: str = "",
-                         origin: str | None = None) -> int:
+async def refused_status(
+    service: Service, site: str, cookie: str = "", origin: str | None = None
+) -> int:
     with pytest.raises(InvalidStatus) as refused:
         await open_socket(service, site, cookie, origin)
     return refused.value.response.status_code
@@ -58,8 +59,9 @@ async def test_without_a_session_nothing_answers(
     redis: RedisServer, make_service: ServiceFactory
 ) -> None:
     service = make_service(config=CONFIG, redis_url=redis.url)
-    one = await Reader.open(service.ws_url, site="myhao", origin=MYHAO_ORIGIN,
-                            pages=[page("/tin/a.html", "Tin A")])
+    one = await Reader.open(
+        service.ws_url, site="myhao", origin=MYHAO_ORIGIN, pages=[page("/tin/a.html", "Tin A")]
+    )
     await one.wait_online(1, 5)
     home = service.get("/dashboard/", follow_redirects=False)
     assert home.status_code == 303
@@ -92,8 +94,13 @@ async def test_a_session_opens_its_own_site_only(
     evil = "https://evil.example"
     assert await refused_status(service, "myhao", cookie_header(client), evil) == 403
 
-    one = await Reader.open(service.ws_url, site="myhao", origin=MYHAO_ORIGIN,
-                            pages=[page("/tin/a.html", "Tin A")], device="mobile")
+    one = await Reader.open(
+        service.ws_url,
+        site="myhao",
+        origin=MYHAO_ORIGIN,
+        pages=[page("/tin/a.html", "Tin A")],
+        device="mobile",
+    )
     ws = await open_socket(service, "myhao", cookie_header(client))
     frame = json.loads(await ws.recv())
     while frame["online"] != 1:
@@ -145,8 +152,9 @@ def test_wrong_tokens_are_rate_limited_per_address(
     assert blocked.status_code == 429
     assert 1 <= int(blocked.headers["retry-after"]) <= 60
     assert "set-cookie" not in blocked.headers
-    english = service.post("/dashboard/login",
-                           data={"site": "myhao", "token": "guess", "lang": "en"})
+    english = service.post(
+        "/dashboard/login", data={"site": "myhao", "token": "guess", "lang": "en"}
+    )
     assert english.status_code == 429 and "Too many failed attempts" in english.text
 
 
@@ -182,6 +190,7 @@ async def test_an_open_socket_closes_when_the_session_expires(
     assert ws.close_code == 4401
     # And the cookie no longer opens anything.
     assert await refused_status(service, "myhao", f"pp_dashboard={short}") == 403
-    expired = service.get("/dashboard/", headers={"Cookie": f"pp_dashboard={short}"},
-                          follow_redirects=False)
+    expired = service.get(
+        "/dashboard/", headers={"Cookie": f"pp_dashboard={short}"}, follow_redirects=False
+    )
     assert expired.status_code == 303 and "expired=1" in expired.headers["location"]

@@ -32,8 +32,13 @@ ServiceFactory = Callable[..., Service]
 MOVE = 5000  # ms: a reader counts within push_interval + 1 s; leaves within leave_grace + that
 
 
-async def dashboard_page(chromium: Browser, service: Service, token: str = MYHAO_TOKEN,
-                         site: str = "myhao", lang: str = "") -> Page:
+async def dashboard_page(
+    chromium: Browser,
+    service: Service,
+    token: str = MYHAO_TOKEN,
+    site: str = "myhao",
+    lang: str = "",
+) -> Page:
     context = await chromium.new_context(viewport={"width": 1600, "height": 1000})
     tab = await context.new_page()
     await sign_in(tab, service.base, site, token, lang)
@@ -45,12 +50,26 @@ def value(tab: Page, selector: str):  # type: ignore[no-untyped-def]
     return expect(tab.locator(selector))
 
 
-async def reader(service: Service, path: str, title: str = "", *, referrer: str | None = None,
-                 device: str | None = None, engaged: bool = True, site: str = "myhao",
-                 origin: str = MYHAO_ORIGIN) -> Reader:
+async def reader(
+    service: Service,
+    path: str,
+    title: str = "",
+    *,
+    referrer: str | None = None,
+    device: str | None = None,
+    engaged: bool = True,
+    site: str = "myhao",
+    origin: str = MYHAO_ORIGIN,
+) -> Reader:
     fields = {"device": device} if device else {}
-    return await Reader.open(service.ws_url, site=site, origin=origin,
-                             pages=[page(path, title, referrer)], engaged=engaged, **fields)
+    return await Reader.open(
+        service.ws_url,
+        site=site,
+        origin=origin,
+        pages=[page(path, title, referrer)],
+        engaged=engaged,
+        **fields,
+    )
 
 
 async def test_signed_in_numbers_move_as_readers_arrive_and_leave(
@@ -271,9 +290,7 @@ async def test_an_expired_session_returns_the_editor_to_the_sign_in_form(
     service = make_service(config=CONFIG, redis_url=redis.url)
     context = await chromium.new_context()
     short = SessionSigner(SESSION_SECRET).sign(Session(frozenset({"myhao"}), time.time() + 3))
-    await context.add_cookies(
-        [{"name": "pp_dashboard", "value": short, "url": service.base + "/"}]
-    )
+    await context.add_cookies([{"name": "pp_dashboard", "value": short, "url": service.base + "/"}])
     tab = await context.new_page()
     await tab.goto(f"{service.base}/dashboard/?site=myhao&lang=en")
     await expect(tab.locator("#status")).to_have_attribute("data-state", "live")
@@ -288,16 +305,31 @@ async def test_an_expired_session_returns_the_editor_to_the_sign_in_form(
 
 FIXED_TS = 1764232200.0  # 2025-11-27 15:30 in Asia/Ho_Chi_Minh
 FIXED_FRAME = {
-    "type": "dashboard", "site": "myhao", "name": MYHAO_NAME, "ts": FIXED_TS,
-    "online": 1234, "engaged": 456, "idle": 778,
+    "type": "dashboard",
+    "site": "myhao",
+    "name": MYHAO_NAME,
+    "ts": FIXED_TS,
+    "online": 1234,
+    "engaged": 456,
+    "idle": 778,
     "pages": [{"path": "/tin/a.html", "title": "", "readers": 12, "engaged": 5, "views": 340}],
     "sources": {"direct": 50, "search": 30, "social": 25, "internal": 10, "other": 5},
     "referrers": {"google": 20, "facebook": 15, "zalo": 8},
     "devices": {"mobile": 70, "tablet": 5, "desktop": 40, "unknown": 5},
-    "today": {"visits": 8520, "views": 20114, "visitors": 6302, "peak_online": 1240,
-              "peak_at": FIXED_TS - 5400},
-    "yesterday": {"visits": 9020, "views": 2400, "visitors": 7000, "peak_online": 1500,
-                  "peak_at": FIXED_TS - 86400},
+    "today": {
+        "visits": 8520,
+        "views": 20114,
+        "visitors": 6302,
+        "peak_online": 1240,
+        "peak_at": FIXED_TS - 5400,
+    },
+    "yesterday": {
+        "visits": 9020,
+        "views": 2400,
+        "visitors": 7000,
+        "peak_online": 1500,
+        "peak_at": FIXED_TS - 86400,
+    },
     "total_visits": 12345678,
     "minutes": [[FIXED_TS - 30 - 60 * (59 - i), 1000 + i] for i in range(60)],
     "hours": {"today": [10] * 24, "yesterday": [100] * 24},
