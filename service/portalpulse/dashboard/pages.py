@@ -64,6 +64,10 @@ LOGIN_TEXT: dict[str, dict[str, str]] = {
     },
 }
 LOGIN_PAGE = Template(assets.text("login.html"))
+# The words the sign-in page shows; the rest are messages.
+PAGE_WORDS = frozenset(
+    {"title", "heading", "lead", "site_label", "token_label", "submit", "hint", "other_lang_label"}
+)
 
 
 def pick_lang(value: str | None) -> str:
@@ -120,21 +124,9 @@ def login_page(
         site_options=options,
         other_lang=other,
         other_lang_href=html.escape(f"{LOGIN_PATH}?{urlencode(query)}"),
-        **{key: html.escape(value) for key, value in words.items() if key in _PAGE_WORDS},
+        **{key: html.escape(value) for key, value in words.items() if key in PAGE_WORDS},
     )
     return HTMLResponse(body, status_code=status, headers={**assets.PRIVATE, **(headers or {})})
-
-
-_PAGE_WORDS = (
-    "title",
-    "heading",
-    "lead",
-    "site_label",
-    "token_label",
-    "submit",
-    "hint",
-    "other_lang_label",
-)
 
 
 async def get_login(request: Request) -> Response:
