@@ -39,7 +39,7 @@
       views: "Lượt xem trang",
       visitors: "Người xem",
       peak: "Cao nhất cùng lúc",
-      peak_at: "{n} lúc {t}",
+      peak_at: "lúc {t}",
       total_visits: "Tổng lượt truy cập",
       pages_now: "Trang đang được đọc",
       page: "Trang",
@@ -89,7 +89,7 @@
       views: "Page views",
       visitors: "Visitors",
       peak: "Peak online",
-      peak_at: "{n} at {t}",
+      peak_at: "at {t}",
       total_visits: "Total visits",
       pages_now: "Pages being read",
       page: "Page",
@@ -240,9 +240,12 @@
     setNumber(prefix + "-visitors", day.visitors);
     var peak = $(prefix + "-peak");
     peak.dataset.value = typeof day.peak_online === "number" ? String(day.peak_online) : "";
-    peak.textContent = day.peak_online
-      ? (day.peak_at ? t("peak_at", { n: number(day.peak_online), t: clock(day.peak_at) }) : number(day.peak_online))
-      : number(day.peak_online);
+    peak.textContent = number(day.peak_online);
+    if (day.peak_online && day.peak_at) {
+      var when = document.createElement("small");
+      when.textContent = " " + t("peak_at", { t: clock(day.peak_at) });
+      peak.appendChild(when);
+    }
   }
 
   function siteUrl() {
@@ -358,8 +361,9 @@
 
   // -- charts ---------------------------------------------------------------------
 
-  function chartSize(el) {
-    return { width: Math.max(200, el.clientWidth), height: Math.max(160, el.clientHeight || 220) };
+  function chartSize(el, legend) {
+    var height = Math.max(160, el.clientHeight || 220) - (legend ? 34 : 0);
+    return { width: Math.max(200, el.clientWidth), height: height };
   }
 
   function axis(extra) {
@@ -426,7 +430,7 @@
 
   function makeHoursChart(frame) {
     var el = $("chart-hours");
-    var size = chartSize(el);
+    var size = chartSize(el, true);
     var bars = uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.7, 40] }) : undefined;
     return new uPlot({
       width: size.width,
@@ -467,7 +471,7 @@
   function resizeCharts() {
     [["minutes", "chart-minutes"], ["hours", "chart-hours"]].forEach(function (pair) {
       var chart = state.charts[pair[0]];
-      if (chart) chart.setSize(chartSize($(pair[1])));
+      if (chart) chart.setSize(chartSize($(pair[1]), pair[0] === "hours"));
     });
   }
 
