@@ -125,6 +125,17 @@ async def test_the_charts_are_drawn_by_uplot(
     hours = shown["hours"]
     assert hours is not None and len(hours["yesterday"]) == 24
     assert sum(v or 0 for v in hours["today"]) >= 1
+    # The last 24 hours, read from the history API with the editor's session.
+    async with tab.expect_response("**/api/v1/sites/myhao/history?minutes=1440") as answer:
+        await tab.click(".range button[data-minutes='1440']")
+    assert (await answer.value).status == 200
+    await expect(tab.locator("#minutes-title")).to_have_text("Online từng phút, 24 giờ qua")
+    await expect(tab.locator(".range button[data-minutes='1440']")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    shown = await tab.evaluate("PortalPulseDashboard.status()")
+    assert shown["range"] == 1440 and shown["minutes"][-1][1] >= 1, shown
+    await expect(tab.locator("#chart-minutes .uplot")).to_have_count(1)
     await one.close()
 
 

@@ -29,7 +29,12 @@
       idle: "Không tương tác",
       engaged_share: "({p} %)",
       engaged_explain: "Tích cực: thẻ đang hiển thị và có thao tác trong 15 giây qua.",
-      last_hour: "Online từng phút, 60 phút qua",
+      range_60: "Online từng phút, 60 phút qua",
+      range_1440: "Online từng phút, 24 giờ qua",
+      range_11520: "Online từng phút, 8 ngày qua",
+      range_button_60: "1 giờ",
+      range_button_1440: "24 giờ",
+      range_button_11520: "8 ngày",
       by_hour: "Lượt xem theo giờ: hôm nay và hôm qua",
       online: "Online",
       today: "Hôm nay",
@@ -79,7 +84,12 @@
       idle: "Idle",
       engaged_share: "({p}%)",
       engaged_explain: "Engaged: the tab is visible and had input in the last 15 seconds.",
-      last_hour: "Online per minute, last 60 minutes",
+      range_60: "Online per minute, last 60 minutes",
+      range_1440: "Online per minute, last 24 hours",
+      range_11520: "Online per minute, last 8 days",
+      range_button_60: "1 h",
+      range_button_1440: "24 h",
+      range_button_11520: "8 days",
       by_hour: "Page views by hour: today and yesterday",
       online: "Online",
       today: "Today",
@@ -134,6 +144,8 @@
     retries: 0,
     retryTimer: null,
     charts: { minutes: null, hours: null },
+    range: 60,        // minutes the online chart spans
+    history: null,    // [[ts, online], ...] for a range beyond the live frame's hour
   };
 
   function $(id) { return document.getElementById(id); }
@@ -376,10 +388,37 @@
     return Object.assign(base, extra || {});
   }
 
+  // The online chart's points: the live frame's last hour, laid over the history
+  // read for a longer range (kept merged, so a page open for days stays whole).
+  function minutePoints(frame) {
+    var live = (frame && frame.minutes) || [];
+    if (state.range <= 60 || !state.history) return live;
+    var byMinute = new Map();
+    state.history.forEach(function (p) { byMinute.set(p[0], p[1]); });
+    live.forEach(function (p) { byMinute.set(p[0], p[1]); });
+    var start = lastMinute() - (state.range - 1) * 60;
+    var points = Array.from(byMinute.entries())
+      .filter(function (p) { return p[0] >= start; })
+      .sort(function (a, b) { return a[0] - b[0]; });
+    state.history = points;
+    return points;
+  }
+
   function minutesData(frame) {
     var xs = [], ys = [];
-    (frame.minutes || []).forEach(function (point) { xs.push(point[0]); ys.push(point[1]); });
+    minutePoints(frame).forEach(function (point) { xs.push(point[0]); ys.push(point[1]); });
     return [xs, ys];
+  }
+
+  // "27/11" at midnight, else "27/11 12:00": labels for a range of days.
+  function dayAndTime(ts) {
+    var parts = {};
+    new Intl.DateTimeFormat("en-GB", {
+      timeZone: state.timezone, day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false,
+    }).formatToParts(new Date(ts * 1000)).forEach(function (part) { parts[part.type] = part.value; });
+    var day = parts.day + "/" + parts.month;
+    var midnight = Number(parts.hour) % 24 === 0 && Number(parts.minute) === 0;
+    return midnight ? day : day + " " + clock(ts);
   }
 
   function hoursData(frame) {
@@ -413,8 +452,11 @@
       legend: { show: false },
       cursor: { drag: { x: false, y: false } },
       scales: {
-        // Always the whole last hour, however few minutes have data yet.
-        x: { time: true, range: function () { var end = lastMinute(); return [end - 59 * 60, end]; } },
+        // Always the whole range, however few minutes have data yet.
+        x: {
+          time: true,
+          range: function () { var end = lastMinute(); return [end - (state.range - 1) * 60, end]; },
+        },
         y: { range: function (u, min, max) { return [0, Math.max(5, Math.ceil(max * 1.15))]; } },
       },
       series: [
@@ -422,7 +464,12 @@
         { label: t("online"), stroke: COLORS.online, width: 3, fill: "rgba(79,195,247,0.18)" },
       ],
       axes: [
-        axis({ values: function (u, splits) { return splits.map(function (ts) { return clock(ts); }); } }),
+        axis({
+          space: 70,
+          values: function (u, splits) {
+            return splits.map(function (ts) { return state.range > 1440 ? dayAndTime(ts) : clock(ts); });
+          },
+        }),
         axis({ size: 60 }),
       ],
     }, minutesData(frame), el);
@@ -459,6 +506,38 @@
     else state.charts.minutes.setData(minutesData(frame));
     if (!state.charts.hours) state.charts.hours = makeHoursChart(frame);
     else state.charts.hours.setData(hoursData(frame));
+  }
+
+  function loadHistory() {
+    var site = state.site, range = state.range;
+    if (!site || range <= 60) return;
+    var url = "/api/v1/sites/" + encodeURIComponent(site) + "/history?minutes=" + range;
+    fetch(url, { credentials: "same-origin", cache: "no-store" })
+      .then(function (response) {
+        if (response.status === 401) { toLogin(); return null; }
+        return response.ok ? response.json() : null;
+      })
+      .then(function (body) {
+        if (!body || state.site !== site || state.range !== range) return;
+        state.history = body.minutes || [];
+        if (state.charts.minutes) state.charts.minutes.setData(minutesData(state.frame));
+      }, function () { /* the live hour still shows; the next switch tries again */ });
+  }
+
+  function setRange(minutes) {
+    state.range = minutes;
+    state.history = null;
+    document.querySelectorAll(".range button").forEach(function (button) {
+      button.setAttribute("aria-pressed", String(Number(button.dataset.minutes) === minutes));
+    });
+    $("minutes-title").dataset.i18n = "range_" + minutes;
+    $("minutes-title").textContent = t("range_" + minutes);
+    if (state.charts.minutes) {
+      state.charts.minutes.destroy();
+      state.charts.minutes = null;
+    }
+    if (state.frame) renderCharts(state.frame);
+    loadHistory();
   }
 
   function dropCharts() {
@@ -588,9 +667,11 @@
     params.set("site", siteId);
     history.replaceState(null, "", location.pathname + "?" + params.toString());
     state.frame = null;
+    state.history = null;
     dropCharts();
     state.retries = 0;
     connect();
+    loadHistory();
   }
 
   function adoptSession(session) {
@@ -624,6 +705,9 @@
     } else {
       fullscreen.hidden = true;
     }
+    document.querySelectorAll(".range button").forEach(function (button) {
+      button.addEventListener("click", function () { setRange(Number(button.dataset.minutes)); });
+    });
     $("site-picker").addEventListener("change", function (event) { switchSite(event.target.value); });
     window.addEventListener("resize", resizeCharts);
     loadSession().then(function (session) {
@@ -642,6 +726,7 @@
         lang: state.lang,
         connected: !!state.ws && state.ws.readyState === WebSocket.OPEN,
         online: state.frame ? state.frame.online : null,
+        range: state.range,
         minutes: minutes ? minutes.data[0].map(function (x, i) { return [x, minutes.data[1][i]]; }) : null,
         hours: hours ? { today: hours.data[1].slice(), yesterday: hours.data[2].slice() } : null,
       };
