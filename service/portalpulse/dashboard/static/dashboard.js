@@ -570,7 +570,6 @@
     renderBars("devices", fixedEntries(DEVICE_KEYS, frame.devices));
     renderCharts(frame);
     $("updated").textContent = t("updated", { t: clock(frame.ts, true) });
-    document.body.dataset.ts = String(frame.ts || "");
   }
 
   // -- connection -----------------------------------------------------------------
@@ -615,6 +614,7 @@
   }
 
   function connect() {
+    clearTimeout(state.retryTimer);
     if (state.ws) { state.ws.onclose = null; state.ws.close(); }
     setStatus("connecting");
     var scheme = location.protocol === "https:" ? "wss:" : "ws:";
