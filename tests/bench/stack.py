@@ -52,6 +52,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def with_children(pid: int) -> list[int]:
+    """`pid` and its direct children (the workers of `portalpulse serve --workers N`)."""
+    pids = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                pids.append(int(entry.name))
+    return pids
+
+
 def scheduling(pid: int) -> dict[str, float]:
     """Seconds `pid` ran and waited runnable for a CPU (/proc/PID/schedstat), and
     its context switches: a process that is neither running nor waiting was blocked."""
@@ -177,7 +191,10 @@ def export_service(revision: str, into: Path) -> tuple[Path, str]:
 class ServiceProc:
     """`portalpulse serve`, one process, on Redis."""
 
-    def __init__(self, workdir: Path, redis_url: str, site: str, source: Path) -> None:
+    def __init__(
+        self, workdir: Path, redis_url: str, site: str, source: Path, workers: int = 1
+    ) -> None:
+        self.workers = workers
         self.source = source  # the directory that holds the `portalpulse` package
         self.port = free_port()
         self.workdir = workdir
@@ -218,6 +235,8 @@ class ServiceProc:
                 str(self.port),
                 "--redis",
                 self.redis_url,
+                "--workers",
+                str(self.workers),
             ],
             stdout=open(self.log, "wb"),  # noqa: SIM115 - kept for the child
             stderr=subprocess.STDOUT,
