@@ -71,6 +71,9 @@ class Pulse:
         log.info("draining %d connections", len(self.connections))
         for conn in list(self.connections):
             conn.shut(1001, "server shutting down")
+        for site in self.hub.sites.values():
+            for watcher in list(site.watchers):
+                watcher.shut(1001, "server shutting down")
         await self.hub.drain()
         # Give close frames a moment to go out before the server drops sockets.
         deadline = asyncio.get_running_loop().time() + DRAIN_WAIT

@@ -51,6 +51,9 @@ class Subscriber(Protocol):
     def offer(self, frame: str) -> None:
         """Take the newest snapshot frame; never block the caller."""
 
+    def shut(self, code: int, reason: str = "") -> None:
+        """Close the connection (shutting down)."""
+
 
 @dataclass(slots=True)
 class VisitorHere:

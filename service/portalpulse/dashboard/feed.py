@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
 from ..store.base import StoreUnavailable
-from ..web.sender import run_eagerly, uvicorn_transport
+from ..web.sender import OneSlotSender
 from . import assets
 from .access import pulse_of, same_origin, session_of
 from .pages import unauthorized
@@ -54,53 +54,10 @@ def feed_of(conn: Request | WebSocket) -> DashboardFeed:
     return cast(DashboardFeed, pulse_of(conn).hub)
 
 
-class DashboardWatcher:
+class DashboardWatcher(OneSlotSender):
     """One open dashboard: takes the site's frames without ever blocking the hub."""
 
-    __slots__ = ("_blocked_since", "_pending", "_sending", "closed", "ws")
-
-    def __init__(self, ws: WebSocket) -> None:
-        self.ws = ws
-        self.closed = False
-        self._sending: asyncio.Task[None] | None = None
-        self._pending: str | None = None
-        self._blocked_since = 0.0
-
-    def offer(self, frame: str) -> None:
-        if self.closed:
-            return
-        if self._sending is not None:
-            self._pending = frame
-            if time.monotonic() - self._blocked_since > SLOW_SCREEN_SECONDS:
-                self._abort()
-            return
-        self._send_now(frame)
-
-    def _send_now(self, frame: str) -> None:
-        try:
-            task = run_eagerly(self.ws.send({"type": "websocket.send", "text": frame}))
-        except Exception:
-            self._abort()
-            return
-        if task is not None:
-            self._sending = task
-            self._blocked_since = time.monotonic()
-            task.add_done_callback(self._sent)
-
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        self._sending = None
-        if task.cancelled() or task.exception() is not None:
-            self._abort()
-            return
-        frame, self._pending = self._pending, None
-        if frame is not None and not self.closed:
-            self._send_now(frame)
-
-    def _abort(self) -> None:
-        self.closed = True
-        transport = uvicorn_transport(self.ws._receive)
-        if transport is not None:
-            transport.abort()
+    __slots__ = ()
 
 
 async def _refuse(ws: WebSocket, status: int, code: str, message: str) -> None:
@@ -129,7 +86,7 @@ async def dashboard_socket(ws: WebSocket) -> None:
         await ws.close(1001)
         return
     feed = feed_of(ws)
-    watcher = DashboardWatcher(ws)
+    watcher = DashboardWatcher(ws, SLOW_SCREEN_SECONDS)
     feed.watch(site_id, watcher)
     try:
         with contextlib.suppress(StoreUnavailable):

@@ -10,8 +10,17 @@ newest snapshot (see `websocket.WsConnection.offer`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Coroutine
 from typing import Any
+
+from starlette.websockets import WebSocket
+
+from .. import metrics
+
+ABORT_AFTER = 2.0
+"""Seconds a closing connection may take to flush before its socket is aborted."""
 
 
 def run_eagerly(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[None] | None:
@@ -58,3 +67,92 @@ def uvicorn_transport(receive: Any) -> asyncio.Transport | None:
     if isinstance(transport, asyncio.Transport):
         return transport
     return None
+
+
+class OneSlotSender:
+    """Frames to one ASGI WebSocket without ever blocking the caller.
+
+    A write that completes at once is the common case. While a write is stuck
+    (the peer reads slowly), only the newest frame waits: a newer one replaces it.
+    A peer stuck longer than `slow_after` seconds is `too_slow`.
+    """
+
+    __slots__ = (
+        "_blocked_since",
+        "_closing",
+        "_pending",
+        "_sending",
+        "close_code",
+        "closed",
+        "slow_after",
+        "ws",
+    )
+
+    def __init__(self, ws: WebSocket, slow_after: float) -> None:
+        self.ws = ws
+        self.slow_after = slow_after
+        self.closed = False
+        self.close_code = 1006
+        self._sending: asyncio.Task[None] | None = None
+        self._pending: str | None = None
+        self._blocked_since = 0.0
+        self._closing: asyncio.Task[None] | None = None
+
+    def offer(self, frame: str) -> None:
+        if self.closed:
+            return
+        if self._sending is not None:
+            if self._pending is not None:
+                metrics.snapshots_conflated.inc()
+            self._pending = frame
+            if time.monotonic() - self._blocked_since > self.slow_after:
+                self.too_slow()
+            return
+        self._send_now(frame)
+
+    def too_slow(self) -> None:
+        self.lost()
+
+    def _send_now(self, frame: str) -> None:
+        try:
+            task = run_eagerly(self.ws.send({"type": "websocket.send", "text": frame}))
+        except Exception:
+            self.lost()
+            return
+        metrics.snapshots_sent.inc()
+        if task is not None:
+            self._sending = task
+            self._blocked_since = time.monotonic()
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending = None
+        if task.cancelled() or task.exception() is not None:
+            self.lost()
+            return
+        frame, self._pending = self._pending, None
+        if frame is not None and not self.closed:
+            self._send_now(frame)
+
+    def lost(self) -> None:
+        """The peer is gone or hopeless: drop the socket without a goodbye."""
+        self.closed = True
+        transport = uvicorn_transport(self.ws._receive)
+        if transport is not None:
+            transport.abort()
+
+    def shut(self, code: int, reason: str = "") -> None:
+        """Close from outside the receive loop (shutdown, a slow reader)."""
+        if self.closed:
+            return
+        self._closing = asyncio.ensure_future(self.close(code, reason))
+
+    async def close(self, code: int, reason: str = "") -> None:
+        self.closed = True
+        self.close_code = code
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code, reason), ABORT_AFTER)
+        # A peer that stopped reading never lets the close frame out: do not wait on it.
+        transport = uvicorn_transport(self.ws._receive)
+        if transport is not None and code != 1001:
+            asyncio.get_running_loop().call_later(ABORT_AFTER, transport.abort)

@@ -15,15 +15,12 @@ from starlette.websockets import WebSocket
 from .. import metrics, protocol
 from ..config import SiteSettings
 from ..protocol import Beat, Bye, Hello, Page, ProtocolError
-from .sender import run_eagerly, uvicorn_transport
+from .sender import OneSlotSender
 
 if TYPE_CHECKING:
     from ..app import Pulse
 
 log = logging.getLogger("portalpulse.ws")
-
-ABORT_AFTER = 2.0
-"""Seconds a closing connection may take to flush before its socket is aborted."""
 
 
 def client_ip(ws: WebSocket) -> str:
@@ -79,108 +76,30 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         pulse.hub.part(site.id, conn, conn.visitor, conn.pages, conn.engaged)
 
 
-class WsConnection:
+class WsConnection(OneSlotSender):
     """One widget connection: its receive loop, and a one-slot mailbox for snapshots."""
 
-    __slots__ = (
-        "_blocked_since",
-        "_pending",
-        "_recent",
-        "_sending",
-        "close_code",
-        "closed",
-        "engaged",
-        "pages",
-        "pulse",
-        "site",
-        "visitor",
-        "ws",
-    )
+    __slots__ = ("_recent", "engaged", "pages", "pulse", "site", "visitor")
 
     def __init__(self, pulse: Pulse, site: SiteSettings, ws: WebSocket) -> None:
+        super().__init__(ws, pulse.settings.server.max_pending_send_seconds)
         self.pulse = pulse
         self.site = site
-        self.ws = ws
         self.visitor: str | None = None
         self.pages: tuple[Page, ...] = ()
         self.engaged = False
-        self.closed = False
-        self.close_code = 1006
-        self._sending: asyncio.Task[None] | None = None
-        self._pending: str | None = None
-        self._blocked_since = 0.0
         self._recent: deque[float] = deque(maxlen=pulse.settings.server.max_messages_per_second)
 
-    # -- sending -----------------------------------------------------------------
-
-    def offer(self, frame: str) -> None:
-        """Take the newest snapshot. While a send is stuck only the newest one waits."""
-        if self.closed:
-            return
-        if self._sending is not None:
-            if self._pending is not None:
-                metrics.snapshots_conflated.inc()
-            self._pending = frame
-            if (
-                time.monotonic() - self._blocked_since
-                > self.pulse.settings.server.max_pending_send_seconds
-            ):
-                metrics.messages_rejected.labels("slow_reader").inc()
-                self.shut(1013, "reading too slowly")
-            return
-        self._send_now(frame)
-
-    def _send_now(self, frame: str) -> None:
-        try:
-            task = run_eagerly(self.ws.send({"type": "websocket.send", "text": frame}))
-        except Exception:
-            self._lost()
-            return
-        metrics.snapshots_sent.inc()
-        if task is not None:
-            self._sending = task
-            self._blocked_since = time.monotonic()
-            task.add_done_callback(self._sent)
-
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        self._sending = None
-        if task.cancelled() or task.exception() is not None:
-            self._lost()
-            return
-        frame, self._pending = self._pending, None
-        if frame is not None and not self.closed:
-            self._send_now(frame)
-
-    def _lost(self) -> None:
-        self.closed = True
-        transport = uvicorn_transport(self.ws._receive)
-        if transport is not None:
-            transport.abort()
-
-    def shut(self, code: int, reason: str = "") -> None:
-        """Close from outside the receive loop (shutdown, slow reader)."""
-        if self.closed:
-            return
-        self.closed = True
-        self.close_code = code
-        self.pulse.background(self._close(code, reason))
-
-    async def _close(self, code: int, reason: str = "") -> None:
-        self.closed = True
-        self.close_code = code
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(code, reason), ABORT_AFTER)
-        # A peer that stopped reading never lets the close frame out: do not wait on it.
-        transport = uvicorn_transport(self.ws._receive)
-        if transport is not None and code != 1001:
-            asyncio.get_running_loop().call_later(ABORT_AFTER, transport.abort)
+    def too_slow(self) -> None:
+        metrics.messages_rejected.labels("slow_reader").inc()
+        self.shut(1013, "reading too slowly")
 
     async def _refuse(self, exc: ProtocolError, close: int) -> None:
         metrics.messages_rejected.labels(exc.code).inc()
         if not self.closed:
             with contextlib.suppress(Exception):
                 await self.ws.send_text(protocol.error_frame(exc.code, exc.message))
-        await self._close(close, exc.code)
+        await self.close(close, exc.code)
 
     # -- receiving ---------------------------------------------------------------
 
@@ -201,7 +120,7 @@ class WsConnection:
             return None
         if len(text) > server.max_frame_bytes or len(text.encode()) > server.max_frame_bytes:
             metrics.messages_rejected.labels("too_big").inc()
-            await self._close(1009, "frame too big")
+            await self.close(1009, "frame too big")
             return None
         now = time.monotonic()
         recent = self._recent
@@ -242,7 +161,7 @@ class WsConnection:
                 return
             metrics.beats.labels("ws").inc()
             if isinstance(message, Bye):
-                await self._close(1000, "bye")
+                await self.close(1000, "bye")
                 return
             self._beat(message)
 
