@@ -9,17 +9,6 @@ from .config import SiteSettings
 from .store.base import DayCounts, SiteSnapshot
 
 
-def _day(day: DayCounts | None) -> dict[str, Any]:
-    day = day or DayCounts()
-    return {
-        "visits": day.visits,
-        "views": day.views,
-        "visitors": day.visitors,
-        "peak_online": day.peak_online,
-        "peak_at": day.peak_at,
-    }
-
-
 def dashboard_frame(snap: SiteSnapshot, site: SiteSettings) -> tuple[str, tuple[object, ...]]:
     """(the JSON frame, a key that changes when anything but the time changed)."""
     detail = snap.detail
@@ -55,8 +44,8 @@ def dashboard_frame(snap: SiteSnapshot, site: SiteSettings) -> tuple[str, tuple[
         "sources": kinds,
         "referrers": {name: n for name, n in sorted(names.items()) if n > 0},
         "devices": devices,
-        "today": _day(snap.today),
-        "yesterday": _day(snap.yesterday),
+        "today": protocol.day_payload(snap.today),
+        "yesterday": protocol.day_payload(snap.yesterday or DayCounts()),
         "total_visits": snap.total_visits + site.total_visits_offset,
         "minutes": [[ts, n] for ts, n in detail.minutes],
         "hours": {"today": list(detail.hours_today), "yesterday": list(detail.hours_yesterday)},

@@ -65,6 +65,16 @@ class VisitorHere:
     engaged: int = 0  # how many of its connections here are engaged
     attrs: str = ""  # "kind:name|device" of the visit, from its first hello
 
+    def close_pages(self, paths: Iterable[str]) -> tuple[str, ...]:
+        """One connection closed these pages; those no other connection has open."""
+        gone = []
+        for path in paths:
+            self.pages[path] -= 1
+            if self.pages[path] <= 0:
+                del self.pages[path]
+                gone.append(path)
+        return tuple(gone)
+
 
 @dataclass(slots=True)
 class PendingOp:
@@ -259,16 +269,11 @@ class Hub:
         hub.count_views(opened)
         ranked_opened = hub.ranked(opened)
         here.pages.update(ranked_opened)
-        gone = []
-        for path in closed:
-            here.pages[path] -= 1
-            if here.pages[path] <= 0:
-                del here.pages[path]
-                gone.append(path)
+        gone = here.close_pages(closed)
         if ranked_opened:
             hub.add_op(OpKind.REFRESH, visitor, ranked_opened, now, here.engaged > 0)
         if gone:
-            hub.add_op(OpKind.CLOSE_PAGES, visitor, tuple(gone), now)
+            hub.add_op(OpKind.CLOSE_PAGES, visitor, gone, now)
 
     def part(
         self,
@@ -296,14 +301,9 @@ class Hub:
             hub.add_op(OpKind.LEAVE, visitor, tuple(set(ranked) | set(here.pages)), now)
             self._urgent.set()
             return
-        gone = []
-        for path in ranked:
-            here.pages[path] -= 1
-            if here.pages[path] <= 0:
-                del here.pages[path]
-                gone.append(path)
+        gone = here.close_pages(ranked)
         if gone:
-            hub.add_op(OpKind.CLOSE_PAGES, visitor, tuple(gone), now)
+            hub.add_op(OpKind.CLOSE_PAGES, visitor, gone, now)
 
     def http_beat(self, site_id: str, hello: protocol.Hello) -> None:
         """A beat over HTTP (the fallback, or sendBeacon on unload)."""

@@ -200,7 +200,7 @@ CLOSE_CODES: dict[CloseReason, int] = {
 }
 
 
-def _day_payload(day: DayCounts) -> dict[str, Any]:
+def day_payload(day: DayCounts) -> dict[str, Any]:
     return {
         "visits": day.visits,
         "views": day.views,
@@ -220,7 +220,7 @@ def snapshot_payload(snap: SiteSnapshot, site: SiteSettings) -> dict[str, Any]:
             {"path": p.path, "title": p.title, "readers": p.readers, "views": p.views}
             for p in snap.trending
         ],
-        "today": _day_payload(snap.today),
+        "today": day_payload(snap.today),
         "total_visits": snap.total_visits + site.total_visits_offset,
         "ts": round(snap.ts, 3),
     }

@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, Portal, service_config
+from browser_support import Portal, service_config
 from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
 
+from support.chromium import CHROMIUM, CHROMIUM_ARGS
 from support.processes import Service, free_port, write_config
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from dashboard_support import CHROMIUM, CHROMIUM_ARGS
 from playwright.async_api import Browser, async_playwright
+
+from support.chromium import CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture

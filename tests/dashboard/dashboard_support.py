@@ -7,17 +7,6 @@ from playwright.async_api import Page
 from portalpulse.dashboard.tokens import token_hash
 from support.processes import FAST_TIMING
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 MYHAO_TOKEN = "myhao-editor-token-for-tests-0000000000000"
 VANLAM_TOKEN = "vanlam-editor-token-for-tests-000000000000"
 PROVINCE_TOKEN = "province-token-for-tests-0000000000000000"
