@@ -53,6 +53,15 @@ class Pulse:
         task.add_done_callback(self._background.discard)
 
     async def start(self) -> None:
+        dashboard = self.settings.dashboard
+        uses_dashboard = dashboard.tokens or any(
+            site.dashboard_tokens for site in self.settings.sites.values()
+        )
+        if uses_dashboard and dashboard.session_secret is None:
+            log.warning(
+                "[dashboard] session_secret is not set: editors' sessions will not survive "
+                "a restart nor work across instances"
+            )
         await self.store.open()
         await self.hub.check_store()
         self.hub.start()
