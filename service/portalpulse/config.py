@@ -60,6 +60,9 @@ class ServerSettings:
     max_connections_per_ip: int = 1000
     max_pending_send_seconds: float = 10.0
     log_level: str = "info"
+    # How snapshots reach sockets: "direct" frames each once and writes the bytes to
+    # every socket (uvicorn websockets-sansio); "asgi" sends through ASGI per socket.
+    fanout: str = "direct"
     # Test hook: seconds added to the clock used for day boundaries, so tests can
     # cross local midnight without waiting for it. Never set in production.
     clock_offset: float = 0.0
@@ -129,7 +132,7 @@ _SERVER_NUMBERS: dict[str, tuple[type, float, float]] = {
     "clock_offset": (float, -1e10, 1e10),
     "port": (int, 1, 65535),
 }
-_SERVER_STRINGS = ("host", "timezone", "log_level")
+_SERVER_STRINGS = ("host", "timezone", "log_level", "fanout")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -168,6 +171,8 @@ def _parse_server(raw: Any) -> ServerSettings:
         ZoneInfo(server.timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigError(f"server.timezone: unknown time zone {server.timezone!r}") from exc
+    if server.fanout not in ("direct", "asgi"):
+        raise ConfigError('server.fanout: must be "direct" or "asgi"')
     if server.log_level not in _LOG_LEVELS:
         raise ConfigError(f"server.log_level: must be one of {', '.join(_LOG_LEVELS)}")
     return server

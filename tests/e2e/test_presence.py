@@ -172,3 +172,17 @@ async def test_http_beats_count_and_expire_and_bye_leaves(make_service) -> None:
     service.post("/api/v1/sites/demo/beats", content=json.dumps(bye), headers=beacon)
     started = time.monotonic()
     await watcher.wait_online(1, LEFT)
+
+
+async def test_the_asgi_fanout_path_counts_the_same(make_service) -> None:
+    from support.processes import FAST_TIMING
+
+    config = FAST_TIMING.replace("[server]", '[server]\nfanout = "asgi"') + (
+        '\n[sites.demo]\norigins = ["*"]\n'
+    )
+    service = make_service(config)
+    readers = [await Reader.open(service.ws_url) for _ in range(3)]
+    for reader in readers:
+        await reader.wait_online(3, COUNTED)
+    await readers[2].close()
+    await readers[0].wait_online(2, LEFT)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 import time
 from collections.abc import Coroutine
 from typing import Any
 
 from starlette.websockets import WebSocket
+from websockets.protocol import State
 
 from .. import metrics
 
@@ -69,6 +71,62 @@ def uvicorn_transport(receive: Any) -> asyncio.Transport | None:
     return None
 
 
+class DirectWriter:
+    """The fast path of the fan-out, under uvicorn's websockets-sansio protocol:
+    server frames are unmasked, so every connection of a site gets the same bytes,
+    framed once per snapshot and written straight to each socket.
+
+    It writes only while the connection is open and its socket takes data without
+    waiting; anything else goes the ASGI way (`OneSlotSender`), which also keeps
+    the order of frames since both write in the order they are called.
+    """
+
+    __slots__ = ("_protocol",)
+
+    _last_text: str | None = None
+    _last_wire = b""
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    @classmethod
+    def of(cls, receive: Any) -> DirectWriter | None:
+        protocol = getattr(receive, "__self__", None)
+        if type(protocol).__name__ != "WebSocketsSansIOProtocol":
+            return None
+        needed = ("transport", "writable", "close_sent", "handshake_complete", "conn")
+        return cls(protocol) if all(hasattr(protocol, a) for a in needed) else None
+
+    @classmethod
+    def wire(cls, text: str) -> bytes:
+        # The fan-out offers one string to every connection in turn: frame it once.
+        if text is not cls._last_text:
+            payload = text.encode()
+            size = len(payload)
+            if size < 126:
+                header = bytes((0x81, size))
+            elif size < 65536:
+                header = struct.pack("!BBH", 0x81, 126, size)
+            else:
+                header = struct.pack("!BBQ", 0x81, 127, size)
+            cls._last_text, cls._last_wire = text, header + payload
+        return cls._last_wire
+
+    def write(self, text: str) -> bool:
+        """True when the frame went out; False: use the ASGI path instead."""
+        p = self._protocol
+        if (
+            not p.handshake_complete
+            or p.close_sent
+            or not p.writable.is_set()
+            or p.transport.is_closing()
+            or p.conn.state is not State.OPEN
+        ):
+            return False
+        p.transport.write(self.wire(text))
+        return True
+
+
 class OneSlotSender:
     """Frames to one ASGI WebSocket without ever blocking the caller.
 
@@ -80,6 +138,7 @@ class OneSlotSender:
     __slots__ = (
         "_blocked_since",
         "_closing",
+        "_direct",
         "_pending",
         "_sending",
         "close_code",
@@ -88,7 +147,7 @@ class OneSlotSender:
         "ws",
     )
 
-    def __init__(self, ws: WebSocket, slow_after: float) -> None:
+    def __init__(self, ws: WebSocket, slow_after: float, direct: bool = True) -> None:
         self.ws = ws
         self.slow_after = slow_after
         self.closed = False
@@ -97,6 +156,7 @@ class OneSlotSender:
         self._pending: str | None = None
         self._blocked_since = 0.0
         self._closing: asyncio.Task[None] | None = None
+        self._direct = DirectWriter.of(ws._receive) if direct else None
 
     def offer(self, frame: str) -> None:
         if self.closed:
@@ -114,6 +174,9 @@ class OneSlotSender:
         self.lost()
 
     def _send_now(self, frame: str) -> None:
+        if self._direct is not None and self._direct.write(frame):
+            metrics.snapshots_sent.inc()
+            return
         try:
             task = run_eagerly(self.ws.send({"type": "websocket.send", "text": frame}))
         except Exception:

@@ -82,7 +82,8 @@ class WsConnection(OneSlotSender):
     __slots__ = ("_recent", "engaged", "pages", "pulse", "site", "visitor")
 
     def __init__(self, pulse: Pulse, site: SiteSettings, ws: WebSocket) -> None:
-        super().__init__(ws, pulse.settings.server.max_pending_send_seconds)
+        server = pulse.settings.server
+        super().__init__(ws, server.max_pending_send_seconds, server.fanout == "direct")
         self.pulse = pulse
         self.site = site
         self.visitor: str | None = None

@@ -1,0 +1,35 @@
+"""The fan-out's framing: the bytes written straight to sockets are valid WebSocket frames."""
+
+from __future__ import annotations
+
+import pytest
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
+
+from portalpulse.web.sender import DirectWriter
+
+
+def parse(data: bytes) -> Frame:
+    reader = StreamReader()
+    reader.feed_data(data)
+    parser = Frame.parse(reader.read_exact, mask=False)
+    try:
+        next(parser)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    raise AssertionError("incomplete frame")
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 1000, 65535, 65536, 100_000])
+def test_wire_frames_are_unmasked_text_frames_of_any_size(size: int) -> None:
+    text = ("ạ" * size)[:size]
+    frame = parse(DirectWriter.wire(text))
+    assert frame.opcode is Opcode.TEXT and frame.fin
+    assert frame.data.decode() == text
+
+
+def test_one_string_is_framed_once() -> None:
+    text = '{"type":"snapshot","online":1011}'
+    first = DirectWriter.wire(text)
+    assert DirectWriter.wire(text) is first
+    assert DirectWriter.wire(text + " ") is not first
