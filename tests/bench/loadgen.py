@@ -81,6 +81,7 @@ class Stats:
     closes: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     snapshots_total: int = 0
+    snapshot_bytes: int = 0  # the size of the last snapshot frame's payload
     beats: int = 0
     page_changes: int = 0
     pings: int = 0
@@ -131,6 +132,7 @@ class Reader(WsClient):
         if payload.startswith(b'{"type":"snapshot"'):
             gen = self.gen
             gen.stats.snapshots_total += 1
+            gen.stats.snapshot_bytes = len(payload)
             at = payload.rfind(b'"ts":')
             end = payload.find(b"}", at)
             comma = payload.find(b",", at)
@@ -243,6 +245,7 @@ class LoadGenerator:
             "latencies": stats.latencies.tobytes(),
             "handshake_seconds": stats.handshake_seconds.tobytes(),
             "snapshots_total": stats.snapshots_total,
+            "snapshot_bytes": stats.snapshot_bytes,
             "beats": stats.beats,
             "page_changes": stats.page_changes,
             "pings": stats.pings,

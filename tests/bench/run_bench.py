@@ -401,6 +401,7 @@ class Bench:
             "page_changes": sum(r["page_changes"] for r in reports),
             "pings_answered": sum(r["pings"] for r in reports),
             "samples": len(latencies),
+            "snapshot_bytes": max((r.get("snapshot_bytes", 0) for r in reports), default=0),
             "snapshots_per_connection_second": (
                 len(latencies) / (held * self.args.duration) if held else math.nan
             ),

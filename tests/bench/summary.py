@@ -121,6 +121,7 @@ def report(result: dict[str, Any]) -> str:
         ("closed during run (code)", json.dumps(c.get("closes", {}))),
         ("error frames", json.dumps(c.get("errors", {}))),
         ("held without a snapshot in window", str(c.get("starved"))),
+        ("snapshot frame payload", f"{c.get('snapshot_bytes', 0)} bytes"),
         ("ramp", f"{result.get('ramp_seconds')} s"),
         ("handshake p50 / p99", _ms_list(c.get("handshake", {}), ("p50", "p99"))),
         ("snapshot latency p50 / p95 / p99", _ms_list(c.get("latency", {}), ("p50", "p95", "p99"))),
