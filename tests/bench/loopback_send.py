@@ -13,6 +13,7 @@ Prints wall and CPU time per send, per round.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import selectors
 import socket
@@ -32,10 +33,8 @@ def hold_receivers(port: int, count: int, read: bool, seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         for key, _ in selector.select(0.5):
-            try:
+            with contextlib.suppress(BlockingIOError):
                 key.fileobj.recv(65536)  # type: ignore[union-attr]
-            except BlockingIOError:
-                pass
 
 
 def main() -> int:

@@ -223,21 +223,17 @@ class ServiceProc:
         )
         env = dict(os.environ, PYTHONPATH=str(self.source))
         env.pop("PORTALPULSE_CONFIG", None)
+        options = {
+            "--config": str(self.config),
+            "--port": str(self.port),
+            "--redis": self.redis_url,
+            "--workers": str(self.workers),
+        }
+        command = [sys.executable, "-m", "portalpulse.cli", "serve"]
+        for option, value in options.items():
+            command += [option, value]
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "portalpulse.cli",
-                "serve",
-                "--config",
-                str(self.config),
-                "--port",
-                str(self.port),
-                "--redis",
-                self.redis_url,
-                "--workers",
-                str(self.workers),
-            ],
+            command,
             stdout=open(self.log, "wb"),  # noqa: SIM115 - kept for the child
             stderr=subprocess.STDOUT,
             env=env,
