@@ -48,6 +48,14 @@ REDIS_MEMORY_FIELDS = (
     "used_memory_vm_eval",
     "mem_clients_normal",
 )
+# Kernel and C functions whose share (with what they call) explains the fan-out's cost.
+PERF_CALLS = (
+    "__send",
+    "net_rx_action",
+    "sock_def_readable",
+    "ucs2lib_utf8_encoder",
+    "epoll_wait",
+)
 BUSY_STATES = ("user", "nice", "system", "irq", "softirq")
 
 
@@ -77,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="portalpulse serve --workers N (service figures then sum over the processes)",
     )
+    p.add_argument("--perf", action="store_true", help="perf record the service (kernel too)")
     p.add_argument("--py-spy", action="store_true", help="profile the service over the window")
     p.add_argument("--out", help="directory for the JSON summary, logs and profile")
     return p.parse_args(argv)
@@ -99,7 +108,7 @@ class Bench:
         self.control = multiprocessing.RawArray("d", 3)
         self.result: dict[str, Any] = {"args": vars(args), "service_commit": self.commit}
         self.notes: list[str] = []
-        self.profiler: subprocess.Popen[bytes] | None = None
+        self.profilers: list[subprocess.Popen[bytes]] = []
 
     # -- phases ------------------------------------------------------------------
 
@@ -231,7 +240,9 @@ class Bench:
         time.sleep(max(0.0, start - time.time()))
         before = self._readings()
         if self.args.py_spy:
-            self._start_profiler(duration)
+            self._start_py_spy(duration)
+        if self.args.perf:
+            self._start_perf(duration)
         self._watch(duration - 0.5, "window")
         time.sleep(max(0.0, start + duration - time.time()))
         after = self._readings()
@@ -240,29 +251,85 @@ class Bench:
         time.sleep(2)  # snapshots taken before the window's end are still arriving
         self.control[loadgen.STOP] = 1
 
-    def _start_profiler(self, duration: float) -> None:
+    def _start_perf(self, duration: float) -> None:
+        """On-CPU samples of the service, kernel included (what py-spy cannot see)."""
+        perf = shutil.which("perf")
+        if perf is None:
+            self.notes.append("perf not installed: no kernel profile")
+            return
+        pid, output, seconds = str(self.service.pid), str(self.out / "perf.data"), str(duration - 2)
+        self.profilers.append(
+            subprocess.Popen(
+                [
+                    perf,
+                    "record",
+                    "-F",
+                    "499",
+                    "-g",
+                    "-p",
+                    pid,
+                    "-o",
+                    output,
+                    "--",
+                    "sleep",
+                    seconds,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=open(self.out / "perf.log", "wb"),  # noqa: SIM115
+            )
+        )
+
+    def _perf_shares(self) -> dict[str, Any]:
+        """Shares of the service's CPU: by library, and for the calls that matter here."""
+        perf, data = shutil.which("perf") or "perf", str(self.out / "perf.data")
+
+        def report(*options: str) -> list[tuple[float, str]]:
+            text = subprocess.run(
+                [perf, "report", "-i", data, "--stdio", "-g", "none", *options],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            ).stdout
+            rows = []
+            for line in text.splitlines():
+                fields = line.split()
+                if fields and fields[0].endswith("%") and not line.startswith("#"):
+                    rows.append((float(fields[0].rstrip("%")), fields[-1]))
+            return rows
+
+        by_dso = report("--no-children", "--sort", "dso")[:6]
+        calls = {
+            name: share
+            for share, name in report("--children", "--sort", "sym")
+            if name in PERF_CALLS
+        }
+        return {"by_library": by_dso, "calls_with_children": calls}
+
+    def _start_py_spy(self, duration: float) -> None:
         py_spy = shutil.which("py-spy")
         if py_spy is None:
             self.notes.append("py-spy not installed: no profile")
             return
-        self.profiler = subprocess.Popen(
-            [
-                py_spy,
-                "record",
-                "--pid",
-                str(self.service.pid),
-                "--duration",
-                str(int(duration) - 2),
-                "--rate",
-                "100",
-                "--nonblocking",
-                "--format",
-                "raw",
-                "--output",
-                str(self.out / "profile.txt"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.out / "py-spy.log", "wb"),  # noqa: SIM115
+        self.profilers.append(
+            subprocess.Popen(
+                [
+                    py_spy,
+                    "record",
+                    "--pid",
+                    str(self.service.pid),
+                    "--duration",
+                    str(int(duration) - 2),
+                    "--rate",
+                    "100",
+                    "--nonblocking",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(self.out / "profile.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=open(self.out / "py-spy.log", "wb"),  # noqa: SIM115
+            )
         )
 
     def _collect(self) -> None:
@@ -277,18 +344,22 @@ class Bench:
                 self.notes.append(f"load generator {worker['index']} crashed: {worker['crash']}")
         reports = [r for r in reports if "crash" not in r]
         self._summarise_clients(reports)
-        if self.profiler is not None:
-            try:
-                self.profiler.wait(30)
+        try:
+            for profiler in self.profilers:
+                profiler.wait(30)
+            if self.args.py_spy:
                 self.result["profile"] = top_frames(self.out / "profile.txt")
-            except (subprocess.TimeoutExpired, OSError) as exc:
-                self.notes.append(f"profile unavailable: {exc!r}")
+            if self.args.perf:
+                self.result["perf"] = self._perf_shares()
+        except (subprocess.SubprocessError, OSError) as exc:
+            self.notes.append(f"profile unavailable: {exc!r}")
 
     def _stop_all(self) -> None:
         self.control[loadgen.STOP] = 1
-        if self.profiler is not None and self.profiler.poll() is None:
-            self.profiler.kill()
-            self.profiler.wait(5)
+        for profiler in self.profilers:
+            if profiler.poll() is None:
+                profiler.kill()
+                profiler.wait(5)
         self.result["service_log_tail"] = self.service.log_tail(40)
         self.service.stop()
         self.redis.stop()

@@ -167,6 +167,14 @@ def report(result: dict[str, Any]) -> str:
         text += "\n".join(
             f"  {share:5.1f}%  {frame}" for frame, share in profile["inclusive_percent"]
         )
+    perf = result.get("perf")
+    if perf:
+        text += "\n\nperf, shares of the service's CPU by library:\n"
+        text += "\n".join(f"  {share:5.1f}%  {name}" for share, name in perf["by_library"])
+        text += "\nand in these calls, with what they call:\n"
+        text += "\n".join(
+            f"  {share:5.1f}%  {name}" for name, share in perf["calls_with_children"].items()
+        )
     for note in result.get("notes", []):
         text += f"\nnote: {note}"
     return text
