@@ -200,7 +200,7 @@ class LoadGenerator:
                 reason = f"{type(exc).__name__} errno {exc.errno}"
             self.stats.failures[reason] += 1
             self.progress[FAILED] += 1
-            reader._abort()
+            reader.abort()
             return
         self.readers.append(reader)
         self.progress[OPENED] += 1
@@ -251,7 +251,7 @@ class LoadGenerator:
             "pings": stats.pings,
         }
         for reader in self.readers:
-            reader._abort()
+            reader.abort()
         return report
 
 

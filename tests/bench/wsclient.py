@@ -16,7 +16,6 @@ import hashlib
 import os
 import struct
 import time
-from collections.abc import Callable
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -136,7 +135,7 @@ class WsClient(asyncio.Protocol):
                 accept = value.strip()
         if self.handshake_status != 101 or accept != self._accept:
             self.close_code = ABNORMAL
-            self._abort()
+            self.abort()
             return False
         self.upgraded = self.open = True
         self.ready.set_result(None)
@@ -210,7 +209,7 @@ class WsClient(asyncio.Protocol):
 
     def _fail(self) -> None:
         self.close_code = PROTOCOL_ERROR
-        self._abort()
+        self.abort()
 
     # -- frames out ----------------------------------------------------------------
 
@@ -230,9 +229,10 @@ class WsClient(asyncio.Protocol):
         self._abort_later()
 
     def _abort_later(self) -> None:
-        asyncio.get_running_loop().call_later(2.0, self._abort)
+        asyncio.get_running_loop().call_later(2.0, self.abort)
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
+        """Drop the connection at once, without a closing handshake."""
         self.open = False
         if self.transport is not None:
             self.transport.abort()
@@ -247,13 +247,3 @@ class WsClient(asyncio.Protocol):
 
     def on_closed(self) -> None:
         """The connection is over; `close_code` says how."""
-
-
-def connect_with(
-    factory: Callable[[], WsClient], host: str, port: int, source: str
-) -> asyncio.Future[tuple[asyncio.BaseTransport, WsClient]]:
-    """Open a TCP connection from `source` (a loopback address) and run `factory`'s client on it."""
-    loop = asyncio.get_running_loop()
-    return asyncio.ensure_future(
-        loop.create_connection(factory, host, port, local_addr=(source, 0))
-    )
