@@ -85,6 +85,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="portalpulse serve --workers N (service figures then sum over the processes)",
     )
+    p.add_argument(
+        "--server-option",
+        action="append",
+        default=[],
+        metavar="'KEY = VALUE'",
+        help="a TOML line added to the service's [server] table (repeatable)",
+    )
     p.add_argument("--perf", action="store_true", help="perf record the service (kernel too)")
     p.add_argument("--py-spy", action="store_true", help="profile the service over the window")
     p.add_argument("--out", help="directory for the JSON summary, logs and profile")
@@ -100,7 +107,12 @@ class Bench:
         self.redis = RedisProc(self.workdir)
         source, self.commit = export_service(args.service_revision, self.workdir / "src")
         self.service = ServiceProc(
-            self.workdir, self.redis.url, SITE, source, workers=args.service_workers
+            self.workdir,
+            self.redis.url,
+            SITE,
+            source,
+            workers=args.service_workers,
+            server_lines=tuple(args.server_option),
         )
         self.workers: list[multiprocessing.Process] = []
         self.pipes: list[Any] = []

@@ -192,9 +192,16 @@ class ServiceProc:
     """`portalpulse serve`, one process, on Redis."""
 
     def __init__(
-        self, workdir: Path, redis_url: str, site: str, source: Path, workers: int = 1
+        self,
+        workdir: Path,
+        redis_url: str,
+        site: str,
+        source: Path,
+        workers: int = 1,
+        server_lines: tuple[str, ...] = (),
     ) -> None:
         self.workers = workers
+        self.server_lines = server_lines  # extra `key = value` lines for [server]
         self.source = source  # the directory that holds the `portalpulse` package
         self.port = free_port()
         self.workdir = workdir
@@ -210,17 +217,20 @@ class ServiceProc:
         return self.proc.pid
 
     def start(self) -> None:
-        self.config.write_text(
-            "[server]\n"
-            "beat_interval = 15\n"
-            "push_interval = 1.0\n"
-            "presence_ttl = 45\n"
-            "leave_grace = 5\n"
-            'log_level = "warning"\n'
-            f"\n[sites.{self.site}]\n"
-            'name = "Cổng thông tin (benchmark)"\n'
-            'origins = ["*"]\n'
-        )
+        lines = [
+            "[server]",
+            "beat_interval = 15",
+            "push_interval = 1.0",
+            "presence_ttl = 45",
+            "leave_grace = 5",
+            'log_level = "warning"',
+            *self.server_lines,
+            "",
+            f"[sites.{self.site}]",
+            'name = "Cổng thông tin (benchmark)"',
+            'origins = ["*"]',
+        ]
+        self.config.write_text("\n".join(lines) + "\n")
         env = dict(os.environ, PYTHONPATH=str(self.source))
         env.pop("PORTALPULSE_CONFIG", None)
         options = {
