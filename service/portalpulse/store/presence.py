@@ -126,7 +126,7 @@ class SitePresence:
         self.site = site
         self.online = Deadlines()  # visitor -> deadline
         self.away = Deadlines()  # visitor -> when it left + VISIT_GAP
-        self.engaged = Deadlines()  # engaged visitor -> deadline
+        self.engaged: set[str] = set()  # online visitors last reported engaged
         self.holders: dict[str, set[str]] = {}
         self.instances: dict[str, float] = {}
         self.readers = PageCounts()
@@ -199,7 +199,7 @@ class SitePresence:
                 if self.readers.up(page, visitor, deadline):
                     self._touch_page(page, batch.max_pages)
             if op.engaged:
-                self.engaged.set(visitor, max(deadline, self.engaged.deadline.get(visitor, 0)))
+                self.engaged.add(visitor)
                 for page in op.pages:
                     self.engaged_readers.up(page, visitor, deadline)
             elif op.engaged is False:
@@ -230,8 +230,6 @@ class SitePresence:
                     self._gone(visitor, deadline)
                 else:
                     self.online.set(visitor, deadline)
-                    if visitor in self.engaged.deadline:
-                        self.engaged.set(visitor, deadline)
 
     def _arrive(self, visitor: str, day: Day) -> None:
         if visitor not in self.away.deadline:
@@ -273,7 +271,6 @@ class SitePresence:
         for visitor, deadline in self.online.pop_expired(now):
             self._gone(visitor, deadline)
         self.away.pop_expired(now)
-        self.engaged.pop_expired(now)
         self.readers.expire(now)
         self.engaged_readers.expire(now)
         oldest = math.floor((now - window) / 60)
@@ -308,7 +305,7 @@ class SitePresence:
         today = self.days.get(batch.day, Day())
         yesterday = self.days.get(batch.yesterday, Day())
         return SiteDetail(
-            engaged=len(self.engaged.deadline),
+            engaged=len(self.engaged),
             pages=pages,
             page_engaged={p.path: self.engaged_readers.count.get(p.path, 0) for p in pages},
             sources=dict(self.sources),

@@ -36,8 +36,8 @@ log = logging.getLogger("portalpulse.store")
 
 FLUSH_SCRIPT = resources.files("portalpulse.store").joinpath("lua/flush.lua").read_text("utf-8")
 KEY_NAMES = (
-    "seen", "hold", "inst", "pairs", "rank", "pages", "titles", "vbi", "total", "wm",
-    "eng", "epairs", "erank", "attr", "srcn", "devn",
+    "seen", "vis", "inst", "pairs", "rank", "pages", "titles", "vbi", "total", "wm",
+    "engn", "epairs", "erank", "srcn", "devn",
 )  # fmt: skip
 TIMEOUT = 5.0
 

@@ -4,7 +4,9 @@
 --
 -- KEYS (all share the site's hash tag, so one Cluster slot):
 --   1 seen    ZSET visitor -> deadline; kept VISIT_GAP past it to tell visits apart
---   2 hold    HASH visitor -> comma list of instances holding a live connection
+--   2 vis     HASH visitor -> "E|holders|kind:name|device": E is 1 when engaged,
+--             holders the instances with a live connection, then where the visit
+--             came from and on what. One entry per visitor, and only when needed.
 --   3 inst    ZSET instance -> deadline (instances flushing this site)
 --   4 pairs   ZSET "page\nvisitor" -> deadline (readers)
 --   5 rank    ZSET page -> -(readers * 2^32 + views in window): ZRANGE is the trending order
@@ -13,12 +15,11 @@
 --   8 vbi     ZSET minute -> minute (view buckets that exist)
 --   9 total   STRING all-time visits
 --  10 wm      STRING the time up to which expired visitors were processed
---  11 eng     ZSET engaged visitor -> deadline
+--  11 engn    STRING how many online visitors are engaged
 --  12 epairs  ZSET "page\nvisitor" -> deadline (engaged readers)
 --  13 erank   ZSET page -> engaged readers
---  14 attr    HASH online visitor -> "kind:name|device"
---  15 srcn    HASH "kind:name" -> online visitors
---  16 devn    HASH device -> online visitors
+--  14 srcn    HASH "kind:name" -> online visitors
+--  15 devn    HASH device -> online visitors
 -- ARGV: 1 key prefix "pp:{site}:", 2 the batch as JSON (see store/redis.py)
 
 local R = 4294967296
@@ -26,10 +27,9 @@ local VISIT_GAP = 1800
 local DAY_TTL = 40 * 86400
 local HISTORY_TTL = 9 * 86400
 
-local seen, hold, inst, pairs, rank, pages, titles, vbi, total, wm =
+local seen, vis, inst, pairs, rank, pages, titles, vbi, total, wm =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local eng, epairs, erank, attr, srcn, devn =
-  KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]
+local engn, epairs, erank, srcn, devn = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
 local P = ARGV[1]
 local b = cjson.decode(ARGV[2])
 local t = redis.call('TIME')
@@ -94,17 +94,34 @@ local function count_less(hash, field)
   end
 end
 
+-- A visitor's entry in `vis`; `new` when it has none yet.
+local function vis_get(v)
+  local raw = redis.call('HGET', vis, v)
+  if not raw then
+    return {e = '0', h = '', s = '', d = '', new = true}
+  end
+  local e, h, src, d = string.match(raw, '^([01])|([^|]*)|([^|]*)|(.*)$')
+  return {e = e, h = h, s = src, d = d}
+end
+
+local function vis_put(v, t)
+  redis.call('HSET', vis, v, t.e .. '|' .. t.h .. '|' .. t.s .. '|' .. t.d)
+end
+
 -- The visitor is no longer online.
 local function gone(v)
-  redis.call('HDEL', hold, v)
-  redis.call('ZREM', eng, v)
-  local a = redis.call('HGET', attr, v)
-  if a then
-    local source, device = string.match(a, '^(.*)|(.*)$')
-    count_less(srcn, source)
-    count_less(devn, device ~= '' and device or 'unknown')
-    redis.call('HDEL', attr, v)
+  local t = vis_get(v)
+  if t.new then
+    return
   end
+  if t.e == '1' then
+    redis.call('DECR', engn)
+  end
+  if t.s ~= '' then
+    count_less(srcn, t.s)
+    count_less(devn, t.d ~= '' and t.d or 'unknown')
+  end
+  redis.call('HDEL', vis, v)
 end
 
 -- 1. Expire: visitors, pairs, view buckets, instances. Only what is due.
@@ -116,7 +133,6 @@ if now > last then
   redis.call('SET', wm, tostring(now))
 end
 redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - VISIT_GAP)
-redis.call('ZREMRANGEBYSCORE', eng, '-inf', now)
 expire_pairs(pairs, reader_gone)
 expire_pairs(epairs, erank_down)
 local oldest = math.floor((now - b.win) / 60)
@@ -147,18 +163,29 @@ for _, op in ipairs(b.ops) do
       visits = visits + 1
     end
     redis.call('ZADD', seen, 'GT', deadline, v)
-    if kind == 1 then
-      local f = redis.call('HGET', hold, v)
-      if not f then
-        redis.call('HSET', hold, v, me)
-      elseif not string.find(',' .. f .. ',', ',' .. me .. ',', 1, true) then
-        redis.call('HSET', hold, v, f .. ',' .. me)
-      end
+    local t = vis_get(v)
+    local changed = false
+    if kind == 1 and not string.find(',' .. t.h .. ',', ',' .. me .. ',', 1, true) then
+      t.h = t.h == '' and me or t.h .. ',' .. me
+      changed = true
     end
-    if op[6] ~= '' and redis.call('HSETNX', attr, v, op[6]) == 1 then
-      local source, device = string.match(op[6], '^(.*)|(.*)$')
-      redis.call('HINCRBY', srcn, source, 1)
-      redis.call('HINCRBY', devn, device ~= '' and device or 'unknown', 1)
+    if op[6] ~= '' and t.s == '' then
+      t.s, t.d = string.match(op[6], '^(.*)|(.*)$')
+      redis.call('HINCRBY', srcn, t.s, 1)
+      redis.call('HINCRBY', devn, t.d ~= '' and t.d or 'unknown', 1)
+      changed = true
+    end
+    if op[5] == 1 and t.e ~= '1' then
+      t.e = '1'
+      redis.call('INCR', engn)
+      changed = true
+    elseif op[5] == 0 and t.e == '1' then
+      t.e = '0'
+      redis.call('DECR', engn)
+      changed = true
+    end
+    if changed then
+      vis_put(v, t)
     end
     uv[#uv + 1] = v
     for _, page in ipairs(pg) do
@@ -168,14 +195,12 @@ for _, op in ipairs(b.ops) do
       end
     end
     if op[5] == 1 then
-      redis.call('ZADD', eng, 'GT', deadline, v)
       for _, page in ipairs(pg) do
         if pair_up(epairs, page, v, deadline) then
           redis.call('ZINCRBY', erank, 1, page)
         end
       end
     elseif op[5] == 0 then
-      redis.call('ZREM', eng, v)
       for _, page in ipairs(pg) do
         pair_down(epairs, page, v, now, erank_down)
       end
@@ -186,10 +211,10 @@ for _, op in ipairs(b.ops) do
       pair_down(epairs, page, v, at + b.grace, erank_down)
     end
   else -- LEAVE (5), BYE (6)
-    local f = redis.call('HGET', hold, v)
+    local t = vis_get(v)
     local alive = {}
-    if f then
-      for h in string.gmatch(f, '[^,]+') do
+    if t.h ~= '' then
+      for h in string.gmatch(t.h, '[^,]+') do
         if not (kind == 5 and h == me) then
           local d = redis.call('ZSCORE', inst, h)
           if d and tonumber(d) > now then
@@ -198,10 +223,12 @@ for _, op in ipairs(b.ops) do
         end
       end
     end
-    if #alive > 0 then
-      redis.call('HSET', hold, v, table.concat(alive, ','))
-    else
-      redis.call('HDEL', hold, v)
+    local holders = table.concat(alive, ',')
+    if holders ~= t.h then
+      t.h = holders
+      vis_put(v, t)
+    end
+    if #alive == 0 then
       local deadline = at + b.grace
       for _, page in ipairs(pg) do
         pair_down(pairs, page, v, deadline, reader_gone)
@@ -212,8 +239,6 @@ for _, op in ipairs(b.ops) do
         redis.call('ZADD', seen, 'XX', deadline, v)
         if deadline <= now then
           gone(v)
-        elseif redis.call('ZSCORE', eng, v) then
-          redis.call('ZADD', eng, 'XX', deadline, v)
         end
       end
     end
@@ -320,7 +345,7 @@ if b.detail then
     end
   end
   answer.detail = {
-    engaged = redis.call('ZCOUNT', eng, '(' .. now, '+inf'),
+    engaged = tonumber(redis.call('GET', engn) or '0'),
     pages = listed,
     page_engaged = page_engaged,
     sources = redis.call('HGETALL', srcn),
