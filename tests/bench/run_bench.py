@@ -27,6 +27,7 @@ from typing import Any
 
 import loadgen
 import measures
+import profilers
 from stack import (
     RedisProc,
     ServiceProc,
@@ -37,7 +38,7 @@ from stack import (
     scheduling,
     with_children,
 )
-from summary import report, top_frames
+from summary import report
 
 SITE = "bench"
 REDIS_MEMORY_FIELDS = (
@@ -47,14 +48,6 @@ REDIS_MEMORY_FIELDS = (
     "used_memory_scripts",
     "used_memory_vm_eval",
     "mem_clients_normal",
-)
-# Kernel and C functions whose share (with what they call) explains the fan-out's cost.
-PERF_CALLS = (
-    "__send",
-    "net_rx_action",
-    "sock_def_readable",
-    "ucs2lib_utf8_encoder",
-    "epoll_wait",
 )
 BUSY_STATES = ("user", "nice", "system", "irq", "softirq")
 
@@ -120,7 +113,7 @@ class Bench:
         self.control = multiprocessing.RawArray("d", 3)
         self.result: dict[str, Any] = {"args": vars(args), "service_commit": self.commit}
         self.notes: list[str] = []
-        self.profilers: list[subprocess.Popen[bytes]] = []
+        self.profiling: list[subprocess.Popen[bytes]] = []
 
     # -- phases ------------------------------------------------------------------
 
@@ -251,10 +244,7 @@ class Bench:
         self.control[loadgen.WINDOW_END] = start + duration
         time.sleep(max(0.0, start - time.time()))
         before = self._readings()
-        if self.args.py_spy:
-            self._start_py_spy(duration)
-        if self.args.perf:
-            self._start_perf(duration)
+        self._start_profilers(int(duration) - 2)
         self._watch(duration - 0.5, "window")
         time.sleep(max(0.0, start + duration - time.time()))
         after = self._readings()
@@ -263,86 +253,16 @@ class Bench:
         time.sleep(2)  # snapshots taken before the window's end are still arriving
         self.control[loadgen.STOP] = 1
 
-    def _start_perf(self, duration: float) -> None:
-        """On-CPU samples of the service, kernel included (what py-spy cannot see)."""
-        perf = shutil.which("perf")
-        if perf is None:
-            self.notes.append("perf not installed: no kernel profile")
-            return
-        pid, output, seconds = str(self.service.pid), str(self.out / "perf.data"), str(duration - 2)
-        self.profilers.append(
-            subprocess.Popen(
-                [
-                    perf,
-                    "record",
-                    "-F",
-                    "499",
-                    "-g",
-                    "-p",
-                    pid,
-                    "-o",
-                    output,
-                    "--",
-                    "sleep",
-                    seconds,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=open(self.out / "perf.log", "wb"),  # noqa: SIM115
-            )
-        )
-
-    def _perf_shares(self) -> dict[str, Any]:
-        """Shares of the service's CPU: by library, and for the calls that matter here."""
-        perf, data = shutil.which("perf") or "perf", str(self.out / "perf.data")
-
-        def report(*options: str) -> list[tuple[float, str]]:
-            text = subprocess.run(
-                [perf, "report", "-i", data, "--stdio", "-g", "none", *options],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            ).stdout
-            rows = []
-            for line in text.splitlines():
-                fields = line.split()
-                if fields and fields[0].endswith("%") and not line.startswith("#"):
-                    rows.append((float(fields[0].rstrip("%")), fields[-1]))
-            return rows
-
-        by_dso = report("--no-children", "--sort", "dso")[:6]
-        calls = {
-            name: share
-            for share, name in report("--children", "--sort", "sym")
-            if name in PERF_CALLS
-        }
-        return {"by_library": by_dso, "calls_with_children": calls}
-
-    def _start_py_spy(self, duration: float) -> None:
-        py_spy = shutil.which("py-spy")
-        if py_spy is None:
-            self.notes.append("py-spy not installed: no profile")
-            return
-        self.profilers.append(
-            subprocess.Popen(
-                [
-                    py_spy,
-                    "record",
-                    "--pid",
-                    str(self.service.pid),
-                    "--duration",
-                    str(int(duration) - 2),
-                    "--rate",
-                    "100",
-                    "--nonblocking",
-                    "--format",
-                    "raw",
-                    "--output",
-                    str(self.out / "profile.txt"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=open(self.out / "py-spy.log", "wb"),  # noqa: SIM115
-            )
-        )
+    def _start_profilers(self, seconds: int) -> None:
+        wanted = {"py-spy": (self.args.py_spy, profilers.start_py_spy)}
+        wanted["perf"] = (self.args.perf, profilers.start_perf)
+        for name, (on, start) in wanted.items():
+            if on:
+                proc = start(self.service.pid, seconds, self.out)
+                if proc is None:
+                    self.notes.append(f"{name} is not installed: no profile")
+                else:
+                    self.profiling.append(proc)
 
     def _collect(self) -> None:
         reports = []
@@ -357,18 +277,18 @@ class Bench:
         reports = [r for r in reports if "crash" not in r]
         self._summarise_clients(reports)
         try:
-            for profiler in self.profilers:
+            for profiler in self.profiling:
                 profiler.wait(30)
             if self.args.py_spy:
-                self.result["profile"] = top_frames(self.out / "profile.txt")
+                self.result["profile"] = profilers.top_frames(self.out / "profile.txt")
             if self.args.perf:
-                self.result["perf"] = self._perf_shares()
+                self.result["perf"] = profilers.perf_shares(self.out)
         except (subprocess.SubprocessError, OSError) as exc:
             self.notes.append(f"profile unavailable: {exc!r}")
 
     def _stop_all(self) -> None:
         self.control[loadgen.STOP] = 1
-        for profiler in self.profilers:
+        for profiler in self.profiling:
             if profiler.poll() is None:
                 profiler.kill()
                 profiler.wait(5)

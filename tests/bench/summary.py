@@ -1,48 +1,12 @@
-"""The benchmark's printed summary, and the reading of a py-spy profile (no I/O
-beyond reading the profile file)."""
+"""The benchmark's printed summary (no I/O)."""
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 from measures import fmt_ms, table
-
-IDLE_FRAMES = ("EpollSelector.select", "_PollLikeSelector.select")
-
-
-def top_frames(path: Path, limit: int = 15) -> dict[str, Any]:
-    """The hottest functions of a py-spy raw (collapsed) profile, as shares of the
-    busy samples: those not waiting in the event loop's selector."""
-    own: dict[str, int] = {}
-    inclusive: dict[str, int] = {}
-    busy = idle = 0
-    for line in path.read_text(errors="replace").splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = stack.split(";")
-        if frames[-1].startswith(IDLE_FRAMES):
-            idle += count
-            continue
-        busy += count
-        own[frames[-1]] = own.get(frames[-1], 0) + count
-        for frame in set(frames):
-            inclusive[frame] = inclusive.get(frame, 0) + count
-
-    def top(shares: dict[str, int]) -> list[tuple[str, float]]:
-        ranked = sorted(shares.items(), key=lambda item: -item[1])[:limit]
-        return [(frame, round(100 * n / max(1, busy), 1)) for frame, n in ranked]
-
-    return {
-        "busy_samples": busy,
-        "idle_samples": idle,
-        "self_percent": top(own),
-        "inclusive_percent": top(inclusive),
-    }
 
 
 def _ms_list(values: dict[str, float], names: tuple[str, ...]) -> str:
