@@ -38,6 +38,9 @@ URGENT_DELAY = 0.05
 """Arrivals and departures are flushed this soon, not at the next tick, so that
 other instances count them in their next snapshot."""
 
+FANOUT_SLICE = 1000
+"""Connections written to between two yields to the event loop in one fan-out."""
+
 STORE_CHECK_EVERY = 5.0
 """Seconds between store pings while no site needs a flush."""
 
@@ -473,11 +476,11 @@ class Hub:
             hub.snapshot, hub.snapshot_at = snap, now
             metrics.online_visitors.labels(hub.site.id).set(snap.online)
             if push and not self.closing:
-                self._push(hub, snap, now)
+                await self._push(hub, snap, now)
                 if snap.detail is not None:
                     self._push_dashboard(hub, snap)
 
-    def _push(self, hub: SiteHub, snap: SiteSnapshot, now: float) -> None:
+    async def _push(self, hub: SiteHub, snap: SiteSnapshot, now: float) -> None:
         key = snap.content_key()
         if key == hub.pushed_key:
             return
@@ -487,8 +490,13 @@ class Hub:
         hub.pushed_key, hub.pushed_at = key, now
         started = time.perf_counter()
         frame = hub.frame
-        for subscriber in list(hub.subscribers):
-            subscriber.offer(frame)
+        subscribers = list(hub.subscribers)
+        for first in range(0, len(subscribers), FANOUT_SLICE):
+            if first:
+                # Let pongs, beats and new connections in between slices.
+                await asyncio.sleep(0)
+            for subscriber in subscribers[first : first + FANOUT_SLICE]:
+                subscriber.offer(frame)
         metrics.push_seconds.observe(time.perf_counter() - started)
 
     def _push_dashboard(self, hub: SiteHub, snap: SiteSnapshot) -> None:
