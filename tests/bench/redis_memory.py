@@ -65,7 +65,7 @@ async def measure(url: str, visitors: int, pages: int) -> None:
                     0.0,
                     rng.random() < 0.7,
                     rng.choice(SOURCES),
-                )  # fmt: skip
+                )
             )
         await store.flush([batch(site, ops, views, {p: titles[p] for p in views})])
     (snap,) = await store.flush([batch(site, [], {}, {})])
@@ -73,13 +73,12 @@ async def measure(url: str, visitors: int, pages: int) -> None:
     keys = [k async for k in store.client.scan_iter(match=site_prefix(site) + "*")]
     sizes = {k.decode(): await store.client.memory_usage(k, samples=0) for k in keys}
     total = sum(sizes.values())
-    print(f"online {snap.online}, tracked pages {len(snap.trending) and pages}")
+    print(f"online {snap.online}, over {pages} pages")
     for key, size in sorted(sizes.items(), key=lambda kv: -kv[1]):
         print(f"  {key:40} {size:>12,} B  {size / visitors:8.1f} B per visitor")
     print(f"site keys: {total:,} B = {total / visitors:.0f} B per online visitor")
-    print(
-        f"used_memory growth: {after - before:,} B = {(after - before) / visitors:.0f} B per online visitor"
-    )
+    grown = after - before
+    print(f"used_memory growth: {grown:,} B = {grown / visitors:.0f} B per online visitor")
     await store.close()
 
 
