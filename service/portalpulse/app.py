@@ -22,6 +22,7 @@ from . import config, dashboard, metrics
 from .hub import Hub
 from .store import Store, make_store
 from .web import api, pages
+from .web.ratelimit import AddressRate
 from .web.websocket import websocket_endpoint
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class Pulse:
         self.hub = Hub(settings.server, dict(settings.sites), self.store)
         self.connections: set[WsConnection] = set()
         self.per_ip: Counter[str] = Counter()
+        self.http_beats = AddressRate(settings.server.max_http_beats_per_ip)
         self.closing = False
         self._lag_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()

@@ -241,12 +241,15 @@ origins = ["*"]
 
 
 async def test_excluded_pages_never_trend_but_their_readers_are_online(make_service) -> None:
-    config = FAST_TIMING + """
+    config = (
+        FAST_TIMING
+        + """
 [sites.demo]
 origins = ["*"]
 exclude = ["/", "/tim-kiem*"]
 trending_size = 2
 """
+    )
     service = make_service(config)
     readers = [
         await Reader.open(service.ws_url, pages=[page("/")]),
@@ -262,3 +265,16 @@ trending_size = 2
         ("/tin/a.html", 1),
     ]
     assert snap["today"]["views"] == 6
+
+
+def test_too_many_http_beats_from_one_address_get_429(make_service) -> None:
+    config = FAST_TIMING.replace("[server]", "[server]\nmax_http_beats_per_ip = 2") + (
+        '\n[sites.demo]\norigins = ["*"]\n'
+    )
+    service = make_service(config)
+    beat = {"visitor": visitor_id(), "pages": [page("/a")], "resume": True}
+    codes = [service.post("/api/v1/sites/demo/beats", json=beat).status_code for _ in range(8)]
+    assert codes[:4] == [200] * 4
+    assert 429 in codes[4:]
+    refused = service.post("/api/v1/sites/demo/beats", json=beat)
+    assert refused.status_code == 429 and refused.json()["error"] == "rate"

@@ -33,3 +33,16 @@ def test_one_string_is_framed_once() -> None:
     first = DirectWriter.wire(text)
     assert DirectWriter.wire(text) is first
     assert DirectWriter.wire(text + " ") is not first
+
+
+def test_address_rate_allows_bursts_then_the_rate_and_forgets_idle_addresses() -> None:
+    from portalpulse.web.ratelimit import AddressRate
+
+    limit = AddressRate(rate=5)
+    allowed = [limit.allow("10.0.0.1", now=100.0) for _ in range(12)]
+    assert allowed.count(True) == 10  # a burst of twice the rate
+    assert limit.allow("10.0.0.2", now=100.0), "addresses are counted apart"
+    assert not limit.allow("10.0.0.1", now=100.1)
+    assert limit.allow("10.0.0.1", now=100.3)  # 1.5 tokens back after 0.3 s
+    limit.allow("10.0.0.3", now=200.0)  # a minute later: the idle ones are swept
+    assert set(limit._buckets) == {"10.0.0.3"}

@@ -83,6 +83,9 @@ async def post_beat(request: Request) -> Response:
     origin = request.headers.get("origin")
     if origin is not None and "Access-Control-Allow-Origin" not in headers:
         return error(403, "forbidden_origin", "this origin may not use the site", headers)
+    address = request.client.host if request.client else "unknown"
+    if not pulse.http_beats.allow(address):
+        return error(429, "rate", "too many beats from this address; slow down", headers)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in BEAT_CONTENT_TYPES:
         return error(415, "bad_content_type", "send application/json or text/plain", headers)
