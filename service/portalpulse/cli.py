@@ -82,6 +82,16 @@ def run_server(settings: config.Settings, sock: socket.socket | None = None) -> 
 
     setup_logging(settings.server.log_level)
     server = PulseServer(uvicorn_config(settings, create_app(settings)))
+    if sock is None:
+        store = "redis" if settings.store_url else f"embedded, counters in {settings.data_dir}"
+        log.info(
+            "starting on http://%s:%d (sites: %s; store: %s)%s",
+            settings.server.host,
+            settings.server.port,
+            ", ".join(sorted(settings.sites)),
+            store,
+            " — demo portal page at /" if settings.demo else "",
+        )
     server.run(sockets=[sock] if sock is not None else None)
 
 
