@@ -105,6 +105,8 @@ class SiteHub:
         self.views: Counter[str] = Counter()
         self.total_views = 0
         self.titles: dict[str, str] = {}
+        # visitor -> until, in the order of `until` (each beat moves its visitor to
+        # the end), so expiry pops from the front and never scans the rest.
         self.http_visitors: dict[str, float] = {}
         self.snapshot: SiteSnapshot | None = None
         self.snapshot_at = 0.0
@@ -320,6 +322,7 @@ class Hub:
         else:
             if not hello.resume:
                 hub.count_views(hello.pages)
+            hub.http_visitors.pop(hello.visitor, None)
             hub.http_visitors[hello.visitor] = now + self.server.presence_ttl
             attrs = hub.attrs_of(hello)
             hub.add_op(OpKind.BEAT, hello.visitor, ranked, now, hello.engaged, attrs)
@@ -452,8 +455,9 @@ class Hub:
                 hub.linger_until = 0.0
                 metrics.online_visitors.remove(hub.site.id)
         for hub in hubs:
-            for visitor in [v for v, until in hub.http_visitors.items() if until <= now]:
-                del hub.http_visitors[visitor]
+            kept = hub.http_visitors
+            while kept and kept[next(iter(kept))] <= now:
+                del kept[next(iter(kept))]
         metrics.connections.labels("http").set(sum(len(h.http_visitors) for h in hubs))
         if not hubs:
             if now - self._checked_at >= STORE_CHECK_EVERY:
