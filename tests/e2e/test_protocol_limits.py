@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -273,8 +274,14 @@ def test_too_many_http_beats_from_one_address_get_429(make_service) -> None:
     )
     service = make_service(config)
     beat = {"visitor": visitor_id(), "pages": [page("/a")], "resume": True}
-    codes = [service.post("/api/v1/sites/demo/beats", json=beat).status_code for _ in range(8)]
+    # A burst of twice the rate passes, then the bucket refills 2 a second: however slow
+    # this machine is, no more than that gets through.
+    started = time.monotonic()
+    replies = [service.post("/api/v1/sites/demo/beats", json=beat) for _ in range(20)]
+    elapsed = time.monotonic() - started
+    codes = [r.status_code for r in replies]
     assert codes[:4] == [200] * 4
-    assert 429 in codes[4:]
-    refused = service.post("/api/v1/sites/demo/beats", json=beat)
-    assert refused.status_code == 429 and refused.json()["error"] == "rate"
+    assert codes.count(200) <= 4 + 2 * elapsed + 1, (codes, elapsed)
+    refused = [r for r in replies if r.status_code == 429]
+    assert refused, codes
+    assert all(r.json()["error"] == "rate" for r in refused)
