@@ -345,3 +345,23 @@ async def test_detail_counts_views_per_local_hour(store: Store) -> None:
     assert snap.detail is not None
     assert snap.detail.hours_today[9] == 3 and sum(snap.detail.hours_today) == 3
     assert len(snap.detail.hours_yesterday) == 24
+
+
+async def test_returns_within_30_minutes_are_no_visit_whenever_they_left(store: Store) -> None:
+    # Visitors leave at different moments over 20 minutes (the Redis store files
+    # leavers in ten-minute slots); each comes back 29 minutes after it left.
+    leavers = [f"phase-visitor-{i:04d}" for i in range(8)]
+    for v in leavers:
+        await flush(store, hold(v, "/a"), leave(v, "/a"))
+        await later(store, 150)
+    await later(store, 29 * 60 - 8 * 150 + GRACE)
+    for v in leavers:
+        snap = await flush(store, hold(v, "/a"))
+        await later(store, 150)
+    assert snap.total_visits == len(leavers)
+    # Once 31 minutes away, the same visitors make new visits.
+    for v in leavers:
+        await flush(store, leave(v, "/a"))
+    await later(store, 31 * 60 + GRACE)
+    snap = await flush(store, *(hold(v, "/a") for v in leavers))
+    assert snap.total_visits == 2 * len(leavers)

@@ -2,39 +2,175 @@
 -- operations, count views, and answer the snapshot. Atomic, one round trip.
 -- The rules are those of store/presence.py (the embedded store).
 --
+-- Memory is what this layout is for. Each visitor is one short record in one
+-- of NB small hashes (Redis keeps a hash of up to 128 short fields as a compact
+-- listpack, some 40 bytes a visitor instead of ~500 in sorted sets), and at
+-- most one live entry in a timer wheel of lists (also compact at any length).
+--
+-- Visitors arrive as tokens: 10 characters of a hash of their id (store/redis.py).
+-- A record, v:<bucket> HASH token -> "D|W|F|H|A|PAGES":
+--   D      deadline, milliseconds since EPOCH in base 36: online until then,
+--          or, once away with pages still open, when it left
+--   W      the timer slot where its one live wheel entry waits ('' when none)
+--   F      'e' online and engaged, 'o' online and idle, 'a' away
+--   H      the instances holding it through a live connection, comma-separated
+--   A      the code of its "kind:name|device" (interned in `codes`), or ''
+--   PAGES  the pages it reads, comma-separated: page id, then '=' and the pair's
+--          deadline when not D, then '+' when the pair is engaged too, followed
+--          by the engaged deadline when it differs from the pair's.
+-- The timer wheel: dq:<slot> LIST of tokens due in that 100 ms slot, with the
+-- slots in `dqi`. A record has at most one entry that counts (the slot in W);
+-- when it fires the record expires what is due and waits again on its next
+-- deadline.
+-- A visitor away with nothing open leaves its record for a:<slot>:<bucket>
+-- HASH token -> when it left, in ten-minute slots that Redis expires by itself
+-- once a return would be a new visit: the visit rule reads the last four.
+--
 -- KEYS (all share the site's hash tag, so one Cluster slot):
---   1 seen    ZSET visitor -> deadline; kept VISIT_GAP past it to tell visits apart
---   2 vis     HASH visitor -> "E|holders|kind:name|device": E is 1 when engaged,
---             holders the instances with a live connection, then where the visit
---             came from and on what. One entry per visitor, and only when needed.
---   3 inst    ZSET instance -> deadline (instances flushing this site)
---   4 pairs   ZSET "page\nvisitor" -> deadline (readers)
---   5 rank    ZSET page -> -(readers * 2^32 + views in window): ZRANGE is the trending order
---   6 pages   ZSET page -> last opened (for the cap on tracked pages)
---   7 titles  HASH page -> title
---   8 vbi     ZSET minute -> minute (view buckets that exist)
---   9 total   STRING all-time visits
---  10 wm      STRING the time up to which expired visitors were processed
---  11 engn    STRING how many online visitors are engaged
---  12 epairs  ZSET "page\nvisitor" -> deadline (engaged readers)
---  13 erank   ZSET page -> engaged readers
---  14 srcn    HASH "kind:name" -> online visitors
---  15 devn    HASH device -> online visitors
+--   1 inst    ZSET instance -> deadline (instances flushing this site)
+--   2 rank    ZSET page -> -(readers * 2^32 + views in window): ZRANGE is the trending order
+--   3 pages   ZSET page -> last opened (for the cap on tracked pages)
+--   4 titles  HASH page -> title
+--   5 total   STRING all-time visits
+--   6 onl     STRING online visitors
+--   7 engn    STRING online visitors that are engaged
+--   8 erank   ZSET page -> engaged readers
+--   9 srcn    HASH "kind:name" -> online visitors
+--  10 devn    HASH device -> online visitors
+--  11 pid     HASH page -> page id (base 36)
+--  12 pname   HASH page id -> page
+--  13 dqi     ZSET timer slot -> slot (slots of dq:<slot> lists)
+--  14 vbi     ZSET "minute:part" -> minute (view buckets vb:<minute>:<part>)
+--  15 codes   HASH "a:<attrs>" -> code, "#<code>" -> attrs; counters "a#", "p#"
 -- ARGV: 1 key prefix "pp:{site}:", 2 the batch as JSON (see store/redis.py)
 
 local R = 4294967296
 local VISIT_GAP = 1800
+local GAP_MS = VISIT_GAP * 1000
 local DAY_TTL = 40 * 86400
 local HISTORY_TTL = 9 * 86400
+local EPOCH = 1735689600 -- 2025-01-01T00:00:00Z
+local NB = 1024 -- visitor buckets: up to ~128 records each stay compact
+local AB = 256 -- buckets of away visitors per ten-minute slot
+local SLOT_MS = 100
+local AWAY_SLOT_MS = 600000
 
-local seen, vis, inst, pairs, rank, pages, titles, vbi, total, wm =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local engn, epairs, erank, srcn, devn = KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
+local inst, rank, pages, titles, total, onl, engn, erank =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local srcn, devn, pid, pname, dqi, vbi, codes =
+  KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
 local P = ARGV[1]
 local b = cjson.decode(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 + b.off
 local me = b.i
+
+local function ms(seconds)
+  return math.floor((seconds - EPOCH) * 1000 + 0.5)
+end
+local nowms = ms(now)
+
+local DIGIT = {}
+for d = 0, 35 do
+  DIGIT[d] = string.sub('0123456789abcdefghijklmnopqrstuvwxyz', d + 1, d + 1)
+end
+local b36_memo = {}
+local function b36(n)
+  n = math.floor(n)
+  local memo = b36_memo[n]
+  if memo then
+    return memo
+  end
+  local out, digits = {}, 0
+  local rest = n
+  repeat
+    local d = rest % 36
+    digits = digits + 1
+    out[digits] = DIGIT[d]
+    rest = (rest - d) / 36
+  until rest <= 0
+  local text = string.reverse(table.concat(out))
+  b36_memo[n] = text
+  return text
+end
+
+local B64 = {}
+do
+  local alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+  for i = 1, 64 do
+    B64[string.byte(alphabet, i)] = i - 1
+  end
+end
+local function bucket(tok)
+  local hi = B64[string.byte(tok, 1)] or 0
+  local lo = B64[string.byte(tok, 2)] or 0
+  return ((hi % 16) * 64 + lo) % NB
+end
+local function bucket_key(tok)
+  return P .. 'v:' .. bucket(tok)
+end
+local function away_key(tok, slot)
+  return P .. 'a:' .. slot .. ':' .. (bucket(tok) % AB)
+end
+
+-- When the visitor last left, if less than VISIT_GAP ago (else nil); it is
+-- back, so the entry goes.
+local function away_since(tok)
+  local last = nil
+  for slot = math.floor((nowms - GAP_MS) / AWAY_SLOT_MS), math.floor(nowms / AWAY_SLOT_MS) do
+    local key = away_key(tok, slot)
+    local left = redis.call('HGET', key, tok)
+    if left then
+      redis.call('HDEL', key, tok)
+      left = tonumber(left, 36)
+      if left + GAP_MS > nowms and (last == nil or left > last) then
+        last = left
+      end
+    end
+  end
+  return last
+end
+
+-- A hash field read once per flush (false when missing).
+local function memo(cache, key, hash, field)
+  if cache[key] == nil then
+    cache[key] = redis.call('HGET', hash, field) or false
+  end
+  return cache[key]
+end
+
+-- Pages by id, for records and view buckets.
+local names, ids = {}, {}
+local function name_of(id)
+  return memo(names, id, pname, id)
+end
+
+local function page_id(page, create)
+  local id = memo(ids, page, pid, page)
+  if not id and create then
+    id = b36(redis.call('HINCRBY', codes, 'p#', 1))
+    redis.call('HSET', pid, page, id)
+    redis.call('HSET', pname, id, page)
+    names[id] = page
+    ids[page] = id
+  end
+  return id
+end
+
+local attr_names = {}
+local function attrs_of(code)
+  return memo(attr_names, code, codes, '#' .. code) or ''
+end
+
+local function attr_code(attrs)
+  local code = redis.call('HGET', codes, 'a:' .. attrs)
+  if not code then
+    code = b36(redis.call('HINCRBY', codes, 'a#', 1))
+    redis.call('HSET', codes, 'a:' .. attrs, code, '#' .. code, attrs)
+  end
+  attr_names[code] = attrs
+  return code
+end
 
 -- Lower a rank score by `amount` (a reader leaving: R; views leaving the window: n).
 local function rank_down(page, amount)
@@ -49,42 +185,19 @@ local function rank_down(page, amount)
   end
 end
 
-local function erank_down(page)
-  if redis.call('ZSCORE', erank, page) then
+local function reader_gone(id)
+  local page = name_of(id)
+  if page then
+    rank_down(page, R)
+  end
+end
+
+local function engaged_gone(id)
+  local page = name_of(id)
+  if page and redis.call('ZSCORE', erank, page) then
     if tonumber(redis.call('ZINCRBY', erank, -1, page)) < 0.5 then
       redis.call('ZREM', erank, page)
     end
-  end
-end
-
-local function reader_gone(page) rank_down(page, R) end
-
--- (page, visitor) pairs: keep until at least `deadline`; true when new.
-local function pair_up(zset, page, visitor, deadline)
-  return redis.call('ZADD', zset, 'GT', deadline, page .. '\n' .. visitor) == 1
-end
-
--- Lower a pair's deadline (never raise it); gone at once when it passed.
-local function pair_down(zset, page, visitor, deadline, on_gone)
-  local m = page .. '\n' .. visitor
-  local s = redis.call('ZSCORE', zset, m)
-  if s and deadline < tonumber(s) then
-    if deadline <= now then
-      redis.call('ZREM', zset, m)
-      on_gone(page)
-    else
-      redis.call('ZADD', zset, 'XX', deadline, m)
-    end
-  end
-end
-
-local function expire_pairs(zset, on_gone)
-  local due = redis.call('ZRANGEBYSCORE', zset, '-inf', now)
-  if #due > 0 then
-    for _, m in ipairs(due) do
-      on_gone(string.match(m, '^(.*)\n'))
-    end
-    redis.call('ZREMRANGEBYSCORE', zset, '-inf', now)
   end
 end
 
@@ -94,127 +207,270 @@ local function count_less(hash, field)
   end
 end
 
--- A visitor's entry in `vis`; `new` when it has none yet.
-local function vis_get(v)
-  local raw = redis.call('HGET', vis, v)
+-- Records ------------------------------------------------------------------
+
+local function vget(tok)
+  local key = bucket_key(tok)
+  local raw = redis.call('HGET', key, tok)
   if not raw then
-    return {e = '0', h = '', s = '', d = '', new = true}
+    return nil
   end
-  local e, h, src, d = string.match(raw, '^([01])|([^|]*)|([^|]*)|(.*)$')
-  return {e = e, h = h, s = src, d = d}
+  local d, w, f, h, a, list = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  local r = {tok = tok, key = key, D = tonumber(d, 36), W = (w ~= '' and tonumber(w, 36) or nil),
+             F = f, H = h, A = a, pg = {}, order = {}}
+  for item in string.gmatch(list, '[^,]+') do
+    local id, pd, plus, qd = string.match(item, '^([0-9a-z]+)=?([0-9a-z]*)(%+?)([0-9a-z]*)$')
+    local pair = pd ~= '' and tonumber(pd, 36) or r.D
+    local engaged = nil
+    if plus ~= '' then
+      engaged = qd ~= '' and tonumber(qd, 36) or pair
+    end
+    r.pg[id] = {pair, engaged}
+    r.order[#r.order + 1] = id
+  end
+  return r
 end
 
-local function vis_put(v, t)
-  redis.call('HSET', vis, v, t.e .. '|' .. t.h .. '|' .. t.s .. '|' .. t.d)
+local function new_record(tok)
+  return {tok = tok, key = bucket_key(tok), D = 0, W = nil, F = 'a', H = '', A = '',
+          pg = {}, order = {}, new = true}
 end
 
 -- The visitor is no longer online.
-local function gone(v)
-  local t = vis_get(v)
-  if t.new then
-    return
-  end
-  if t.e == '1' then
+local function gone(r)
+  if r.F == 'e' then
     redis.call('DECR', engn)
   end
-  if t.s ~= '' then
-    count_less(srcn, t.s)
-    count_less(devn, t.d ~= '' and t.d or 'unknown')
+  if r.A ~= '' then
+    local src, dev = string.match(attrs_of(r.A), '^(.*)|(.*)$')
+    if src then
+      count_less(srcn, src)
+      count_less(devn, dev ~= '' and dev or 'unknown')
+    end
   end
-  redis.call('HDEL', vis, v)
+  r.F, r.H, r.A = 'a', '', ''
+  redis.call('DECR', onl)
 end
 
--- 1. Expire: visitors, pairs, view buckets, instances. Only what is due.
-local last = tonumber(redis.call('GET', wm) or '0')
-if now > last then
-  for _, v in ipairs(redis.call('ZRANGEBYSCORE', seen, '(' .. last, now)) do
-    gone(v)
+-- Expire whatever of the record is due: engaged pairs, pairs, the visitor.
+local function settle(r)
+  for _, id in ipairs(r.order) do
+    local e = r.pg[id]
+    if e then
+      if e[2] and e[2] <= nowms then
+        e[2] = nil
+        engaged_gone(id)
+      end
+      if e[1] <= nowms then
+        r.pg[id] = nil
+        reader_gone(id)
+      end
+    end
   end
-  redis.call('SET', wm, tostring(now))
+  if r.F ~= 'a' and r.D <= nowms then
+    gone(r)
+  end
 end
-redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - VISIT_GAP)
-expire_pairs(pairs, reader_gone)
-expire_pairs(epairs, erank_down)
+
+-- Lower a pair (and its engaged pair) to `deadline`, never raising them.
+local function pair_down(r, id, deadline)
+  local e = id and r.pg[id]
+  if not e then
+    return
+  end
+  if e[2] and deadline < e[2] then
+    if deadline <= nowms then
+      e[2] = nil
+      engaged_gone(id)
+    else
+      e[2] = deadline
+    end
+  end
+  if deadline < e[1] then
+    if deadline <= nowms then
+      r.pg[id] = nil
+      reader_gone(id)
+    else
+      e[1] = deadline
+    end
+  end
+end
+
+-- Wait on the record's next deadline (one live wheel entry), then write it.
+local function vput(r)
+  local due = nil
+  if r.F ~= 'a' then
+    due = r.D
+  end
+  local list, written = {}, {}
+  for _, id in ipairs(r.order) do
+    local e = r.pg[id]
+    if e and not written[id] then
+      written[id] = true
+      local item = id
+      if e[1] ~= r.D then
+        item = item .. '=' .. b36(e[1])
+      end
+      if e[2] then
+        item = item .. '+' .. (e[2] ~= e[1] and b36(e[2]) or '')
+        if due == nil or e[2] < due then
+          due = e[2]
+        end
+      end
+      if due == nil or e[1] < due then
+        due = e[1]
+      end
+      list[#list + 1] = item
+    end
+  end
+  if due then
+    local slot = math.floor(due / SLOT_MS)
+    if r.W == nil or slot < r.W then
+      redis.call('RPUSH', P .. 'dq:' .. slot, r.tok)
+      redis.call('ZADD', dqi, slot, slot)
+      r.W = slot
+    end
+    redis.call('HSET', r.key, r.tok, b36(r.D) .. '|' .. b36(r.W) .. '|' .. r.F .. '|' .. r.H
+      .. '|' .. r.A .. '|' .. table.concat(list, ','))
+  else
+    -- Away with nothing open: only when it left is kept, until a return would
+    -- be a new visit anyway.
+    if not r.new then
+      redis.call('HDEL', r.key, r.tok)
+    end
+    local slot = math.floor(r.D / AWAY_SLOT_MS)
+    local ttl = math.ceil(((slot + 1) * AWAY_SLOT_MS + GAP_MS - nowms) / 1000)
+    if r.D + GAP_MS > nowms then
+      local key = away_key(r.tok, slot)
+      redis.call('HSET', key, r.tok, b36(r.D))
+      redis.call('EXPIRE', key, ttl + 60)
+    end
+  end
+end
+
+-- 1. Expire: due wheel slots, forgotten visitors, view buckets, instances.
+local nowslot = math.floor(nowms / SLOT_MS)
+for _, s in ipairs(redis.call('ZRANGEBYSCORE', dqi, '-inf', nowslot)) do
+  local key = P .. 'dq:' .. s
+  local due = redis.call('LRANGE', key, 0, -1)
+  redis.call('DEL', key)
+  redis.call('ZREM', dqi, s)
+  local slot = tonumber(s)
+  for _, tok in ipairs(due) do
+    local r = vget(tok)
+    if r and r.W == slot then
+      r.W = nil
+      settle(r)
+      vput(r)
+    end
+  end
+end
 local oldest = math.floor((now - b.win) / 60)
-for _, minute in ipairs(redis.call('ZRANGEBYSCORE', vbi, '-inf', '(' .. oldest)) do
-  local bucket = P .. 'vb:' .. minute
-  local counts = redis.call('HGETALL', bucket)
+for _, part in ipairs(redis.call('ZRANGEBYSCORE', vbi, '-inf', '(' .. oldest)) do
+  local key = P .. 'vb:' .. part
+  local counts = redis.call('HGETALL', key)
   for i = 1, #counts, 2 do
-    rank_down(counts[i], tonumber(counts[i + 1]))
+    local page = name_of(counts[i])
+    if page then
+      rank_down(page, tonumber(counts[i + 1]))
+    end
   end
-  redis.call('DEL', bucket)
-  redis.call('ZREM', vbi, minute)
+  redis.call('DEL', key)
 end
+redis.call('ZREMRANGEBYSCORE', vbi, '-inf', '(' .. oldest)
 redis.call('ZREMRANGEBYSCORE', inst, '-inf', now)
 redis.call('ZADD', inst, now + b.ttl, me)
 
 -- 2. Presence operations, in the order they happened.
--- op = {kind, visitor, age, pages, engaged (1, 0, or -1 unknown), attrs}
+-- op = {kind, visitor token, age, pages, engaged (1, 0, or -1 unknown), attrs}
 local dayk = P .. 'day:' .. b.day
 local uvk = P .. 'uv:' .. b.day
 local visits = 0
 local uv = {}
 for _, op in ipairs(b.ops) do
-  local kind, v, at, pg = op[1], op[2], now - op[3], op[4]
+  local kind, tok, at, pg = op[1], op[2], now - op[3], op[4]
+  local r = vget(tok)
+  if r then
+    settle(r)
+  end
   if kind <= 3 then -- HOLD, REFRESH, BEAT
-    local deadline = at + b.ttl
-    local s = redis.call('ZSCORE', seen, v)
-    if (not s) or tonumber(s) + VISIT_GAP <= now then
-      visits = visits + 1
+    local deadline = ms(at + b.ttl)
+    r = r or new_record(tok)
+    if r.F == 'a' then
+      local left = r.D
+      if r.new then
+        left = away_since(tok)
+      end
+      if left == nil or left + GAP_MS <= nowms then
+        visits = visits + 1
+      end
+      r.F, r.D = 'o', deadline
+      redis.call('INCR', onl)
+    elseif deadline > r.D then
+      r.D = deadline
     end
-    redis.call('ZADD', seen, 'GT', deadline, v)
-    local t = vis_get(v)
-    local changed = false
-    if kind == 1 and not string.find(',' .. t.h .. ',', ',' .. me .. ',', 1, true) then
-      t.h = t.h == '' and me or t.h .. ',' .. me
-      changed = true
+    if kind == 1 and not string.find(',' .. r.H .. ',', ',' .. me .. ',', 1, true) then
+      r.H = r.H == '' and me or r.H .. ',' .. me
     end
-    if op[6] ~= '' and t.s == '' then
-      t.s, t.d = string.match(op[6], '^(.*)|(.*)$')
-      redis.call('HINCRBY', srcn, t.s, 1)
-      redis.call('HINCRBY', devn, t.d ~= '' and t.d or 'unknown', 1)
-      changed = true
+    if op[6] ~= '' and r.A == '' then
+      r.A = attr_code(op[6])
+      local src, dev = string.match(op[6], '^(.*)|(.*)$')
+      redis.call('HINCRBY', srcn, src, 1)
+      redis.call('HINCRBY', devn, dev ~= '' and dev or 'unknown', 1)
     end
-    if op[5] == 1 and t.e ~= '1' then
-      t.e = '1'
-      redis.call('INCR', engn)
-      changed = true
-    elseif op[5] == 0 and t.e == '1' then
-      t.e = '0'
-      redis.call('DECR', engn)
-      changed = true
-    end
-    if changed then
-      vis_put(v, t)
-    end
-    uv[#uv + 1] = v
-    for _, page in ipairs(pg) do
-      if pair_up(pairs, page, v, deadline) then
+    uv[#uv + 1] = tok
+    local ids = {}
+    for i, page in ipairs(pg) do
+      local id = page_id(page, true)
+      ids[i] = id
+      local e = r.pg[id]
+      if not e then
+        r.pg[id] = {deadline, nil}
+        r.order[#r.order + 1] = id
         redis.call('ZINCRBY', rank, -R, page)
         redis.call('ZADD', pages, now, page)
+      elseif deadline > e[1] then
+        e[1] = deadline
       end
     end
     if op[5] == 1 then
-      for _, page in ipairs(pg) do
-        if pair_up(epairs, page, v, deadline) then
-          redis.call('ZINCRBY', erank, 1, page)
+      if r.F ~= 'e' then
+        r.F = 'e'
+        redis.call('INCR', engn)
+      end
+      for i, id in ipairs(ids) do
+        local e = r.pg[id]
+        if not e[2] then
+          e[2] = deadline
+          redis.call('ZINCRBY', erank, 1, pg[i])
+        elseif deadline > e[2] then
+          e[2] = deadline
         end
       end
     elseif op[5] == 0 then
-      for _, page in ipairs(pg) do
-        pair_down(epairs, page, v, now, erank_down)
+      if r.F == 'e' then
+        r.F = 'o'
+        redis.call('DECR', engn)
+      end
+      for _, id in ipairs(ids) do
+        local e = r.pg[id]
+        if e[2] then
+          e[2] = nil
+          engaged_gone(id)
+        end
       end
     end
-  elseif kind == 4 then -- CLOSE_PAGES
+    vput(r)
+  elseif r and kind == 4 then -- CLOSE_PAGES
+    local deadline = ms(at + b.grace)
     for _, page in ipairs(pg) do
-      pair_down(pairs, page, v, at + b.grace, reader_gone)
-      pair_down(epairs, page, v, at + b.grace, erank_down)
+      pair_down(r, page_id(page, false), deadline)
     end
-  else -- LEAVE (5), BYE (6)
-    local t = vis_get(v)
+    vput(r)
+  elseif r then -- LEAVE (5), BYE (6)
     local alive = {}
-    if t.h ~= '' then
-      for h in string.gmatch(t.h, '[^,]+') do
+    if r.H ~= '' then
+      for h in string.gmatch(r.H, '[^,]+') do
         if not (kind == 5 and h == me) then
           local d = redis.call('ZSCORE', inst, h)
           if d and tonumber(d) > now then
@@ -223,39 +479,39 @@ for _, op in ipairs(b.ops) do
         end
       end
     end
-    local holders = table.concat(alive, ',')
-    if holders ~= t.h then
-      t.h = holders
-      vis_put(v, t)
-    end
+    r.H = table.concat(alive, ',')
     if #alive == 0 then
-      local deadline = at + b.grace
+      local deadline = ms(at + b.grace)
       for _, page in ipairs(pg) do
-        pair_down(pairs, page, v, deadline, reader_gone)
-        pair_down(epairs, page, v, deadline, erank_down)
+        pair_down(r, page_id(page, false), deadline)
       end
-      local s = redis.call('ZSCORE', seen, v)
-      if s and deadline < tonumber(s) then
-        redis.call('ZADD', seen, 'XX', deadline, v)
-        if deadline <= now then
-          gone(v)
+      if r.F ~= 'a' and deadline < r.D then
+        r.D = deadline
+        if deadline <= nowms then
+          gone(r)
         end
       end
     end
+    vput(r)
   end
 end
 
--- 3. Views and titles.
+-- 3. Views and titles. Views per minute go in buckets of 64 page ids.
 if #b.views > 0 then
   local minute = math.floor(now / 60)
-  local bucket = P .. 'vb:' .. minute
+  local touched = {}
   for _, pv in ipairs(b.views) do
+    local id = page_id(pv[1], true)
     redis.call('ZINCRBY', rank, -pv[2], pv[1])
-    redis.call('HINCRBY', bucket, pv[1], pv[2])
     redis.call('ZADD', pages, now, pv[1])
+    local part = minute .. ':' .. math.floor(tonumber(id, 36) / 64)
+    redis.call('HINCRBY', P .. 'vb:' .. part, id, pv[2])
+    if not touched[part] then
+      touched[part] = true
+      redis.call('ZADD', vbi, minute, part)
+      redis.call('EXPIRE', P .. 'vb:' .. part, math.floor(b.win) + 180)
+    end
   end
-  redis.call('ZADD', vbi, minute, minute)
-  redis.call('EXPIRE', bucket, math.floor(b.win) + 180)
 end
 for _, pt in ipairs(b.titles) do
   redis.call('HSET', titles, pt[1], pt[2])
@@ -264,9 +520,16 @@ local tracked = redis.call('ZCARD', pages)
 if tracked > b.cap then
   local evicted = redis.call('ZPOPMIN', pages, tracked - b.cap)
   for i = 1, #evicted, 2 do
-    redis.call('HDEL', titles, evicted[i])
-    redis.call('ZREM', rank, evicted[i])
-    redis.call('ZREM', erank, evicted[i])
+    local page = evicted[i]
+    redis.call('HDEL', titles, page)
+    redis.call('ZREM', rank, page)
+    redis.call('ZREM', erank, page)
+    local id = redis.call('HGET', pid, page)
+    if id then
+      -- Pairs and view buckets still naming this id find no page and count nothing.
+      redis.call('HDEL', pid, page)
+      redis.call('HDEL', pname, id)
+    end
   end
 end
 
@@ -284,7 +547,7 @@ end
 for i = 1, #uv, 500 do
   redis.call('PFADD', uvk, unpack(uv, i, math.min(i + 499, #uv)))
 end
-local online = redis.call('ZCOUNT', seen, '(' .. now, '+inf')
+local online = math.max(0, tonumber(redis.call('GET', onl) or '0'))
 local peak = tonumber(redis.call('HGET', dayk, 'peak_online') or '0')
 if online > peak then
   redis.call('HSET', dayk, 'peak_online', online, 'peak_at', tostring(now))
@@ -345,7 +608,7 @@ if b.detail then
     end
   end
   answer.detail = {
-    engaged = tonumber(redis.call('GET', engn) or '0'),
+    engaged = math.max(0, tonumber(redis.call('GET', engn) or '0')),
     pages = listed,
     page_engaged = page_engaged,
     sources = redis.call('HGETALL', srcn),

@@ -1,0 +1,67 @@
+"""What an operator sees in Redis: compact per-visitor keys that clean up after themselves."""
+
+from __future__ import annotations
+
+import time
+from zoneinfo import ZoneInfo
+
+from portalpulse.store.base import OpKind, PresenceOp, SiteBatch, day_keys
+from portalpulse.store.redis import RedisStore, site_prefix
+from support.processes import RedisServer
+
+SITE = "layout"
+KINDS = {
+    "v", "a", "dq", "inst", "rank", "pages", "titles", "total", "onl", "engn", "erank",
+    "srcn", "devn", "pid", "pname", "dqi", "vbi", "codes", "day", "uv", "hist", "hours",
+}  # fmt: skip
+
+
+def batch(store: RedisStore, *ops: PresenceOp) -> SiteBatch:
+    today, yesterday = day_keys(time.time() + store.clock_offset, ZoneInfo("Asia/Ho_Chi_Minh"))
+    return SiteBatch(
+        site=SITE, presence_ttl=45, leave_grace=5, trending_window=1800, trending_size=10,
+        max_pages=10_000, day=today, yesterday=yesterday, ops=list(ops), views={}, titles={},
+        total_views=0, want_yesterday=False,
+    )  # fmt: skip
+
+
+async def keys(store: RedisStore, pattern: str) -> list[str]:
+    assert store.client is not None
+    found = store.client.scan_iter(match=site_prefix(SITE) + pattern, count=1000)
+    return [key.decode() async for key in found]
+
+
+async def test_visitor_records_stay_small_and_leavers_expire_by_themselves(
+    redis: RedisServer,
+) -> None:
+    store = RedisStore(redis.url)
+    await store.open()
+    try:
+        visitors = [f"layout-visitor-{i:06d}-abcdefgh" for i in range(3000)]
+        ops = [
+            PresenceOp(OpKind.HOLD, v, (f"/tin-tuc/bai-viet-rat-dai-so-{i % 40}.html",), 0.0,
+                       i % 3 > 0, "search:google|mobile")
+            for i, v in enumerate(visitors)
+        ]  # fmt: skip
+        (snap,) = await store.flush([batch(store, *ops)])
+        assert snap.online == 3000
+        assert store.client is not None
+        buckets = await keys(store, "v:*")
+        assert len(buckets) > 900
+        encodings = {(await store.client.object("encoding", key)).decode() for key in buckets}
+        assert encodings == {"listpack"}, "visitor records must stay in listpack hashes"
+
+        leavers = [PresenceOp(OpKind.LEAVE, op.visitor, op.pages) for op in ops[:100]]
+        await store.flush([batch(store, *leavers)])
+        store.clock_offset += 6
+        (snap,) = await store.flush([batch(store)])
+        assert snap.online == 2900
+        away = await keys(store, "a:*")
+        assert away, "leavers are remembered for the visit rule"
+        for key in away:
+            # Redis drops a slot once a return would be a new visit anyway.
+            assert 30 * 60 < await store.client.ttl(key) <= 41 * 60, key
+        kinds = {key[len(site_prefix(SITE)) :].split(":")[0] for key in await keys(store, "*")}
+        assert kinds <= KINDS, kinds - KINDS
+    finally:
+        await store.close()
