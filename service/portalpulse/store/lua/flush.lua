@@ -3,7 +3,7 @@
 -- The rules are those of store/presence.py (the embedded store).
 --
 -- Memory is what this layout is for. Each visitor is one short record in one
--- of NB small hashes (Redis keeps a hash of up to 128 short fields as a compact
+-- of NB small hashes (Redis keeps a hash of up to 512 short fields as a compact
 -- listpack, some 40 bytes a visitor instead of ~500 in sorted sets), and at
 -- most one live entry in a timer wheel of lists (also compact at any length).
 --
@@ -25,6 +25,9 @@
 -- A visitor away with nothing open leaves its record for a:<slot>:<bucket>
 -- HASH token -> when it left, in ten-minute slots that Redis expires by itself
 -- once a return would be a new visit: the visit rule reads the last four.
+-- A slot is sized when it begins, for about 256 leavers a bucket: from how many
+-- left in the slot before, and at least four times the visitors online. an:<slot> HASH holds its bucket count `n` and its leavers `c`.
+-- Busy sites get enough buckets to stay compact, quiet ones get one.
 --
 -- KEYS (all share the site's hash tag, so one Cluster slot):
 --   1 inst    ZSET instance -> deadline (instances flushing this site)
@@ -50,8 +53,8 @@ local GAP_MS = VISIT_GAP * 1000
 local DAY_TTL = 40 * 86400
 local HISTORY_TTL = 9 * 86400
 local EPOCH = 1735689600 -- 2025-01-01T00:00:00Z
-local NB = 1024 -- visitor buckets: up to ~128 records each stay compact
-local AB = 256 -- buckets of away visitors per ten-minute slot
+local NB = 1024 -- visitor buckets: up to 512 records each stay compact (Redis default)
+local AWAY_PER_BUCKET = 256 -- leavers per bucket a slot is sized for (half the listpack limit)
 local SLOT_MS = 100
 local AWAY_SLOT_MS = 600000
 
@@ -101,16 +104,35 @@ do
     B64[string.byte(alphabet, i)] = i - 1
   end
 end
-local function bucket(tok)
-  local hi = B64[string.byte(tok, 1)] or 0
-  local lo = B64[string.byte(tok, 2)] or 0
-  return ((hi % 16) * 64 + lo) % NB
+-- 18 bits of the token, for buckets.
+local function spread(tok)
+  local a, b, c = string.byte(tok, 1, 3)
+  return ((B64[a] or 0) * 64 + (B64[b] or 0)) * 64 + (B64[c] or 0)
 end
 local function bucket_key(tok)
-  return P .. 'v:' .. bucket(tok)
+  return P .. 'v:' .. spread(tok) % NB
 end
-local function away_key(tok, slot)
-  return P .. 'a:' .. slot .. ':' .. (bucket(tok) % AB)
+
+-- The key for a leaver in a slot; with `ttl`, the slot is made when missing.
+local away_buckets = {}
+local function away_key(tok, slot, ttl)
+  local n = away_buckets[slot]
+  if n == nil then
+    n = tonumber(redis.call('HGET', P .. 'an:' .. slot, 'n')) or false
+    away_buckets[slot] = n
+  end
+  if not n and ttl then
+    -- Expect as many leavers as the slot before had, and at least four times
+    -- the visitors online (visits of 2.5 minutes on average).
+    local expected = math.max(
+      tonumber(redis.call('HGET', P .. 'an:' .. (slot - 1), 'c') or '0'),
+      4 * tonumber(redis.call('GET', onl) or '0'))
+    n = math.min(16384, math.max(1, math.ceil(expected / AWAY_PER_BUCKET)))
+    redis.call('HSET', P .. 'an:' .. slot, 'n', n)
+    redis.call('EXPIRE', P .. 'an:' .. slot, ttl)
+    away_buckets[slot] = n
+  end
+  return n and P .. 'a:' .. slot .. ':' .. spread(tok) % n
 end
 
 -- When the visitor last left, if less than VISIT_GAP ago (else nil); it is
@@ -118,8 +140,8 @@ end
 local function away_since(tok)
   local last = nil
   for slot = math.floor((nowms - GAP_MS) / AWAY_SLOT_MS), math.floor(nowms / AWAY_SLOT_MS) do
-    local key = away_key(tok, slot)
-    local left = redis.call('HGET', key, tok)
+    local key = away_key(tok, slot, nil)
+    local left = key and redis.call('HGET', key, tok)
     if left then
       redis.call('HDEL', key, tok)
       left = tonumber(left, 36)
@@ -339,11 +361,12 @@ local function vput(r)
       redis.call('HDEL', r.key, r.tok)
     end
     local slot = math.floor(r.D / AWAY_SLOT_MS)
-    local ttl = math.ceil(((slot + 1) * AWAY_SLOT_MS + GAP_MS - nowms) / 1000)
+    local ttl = math.ceil(((slot + 1) * AWAY_SLOT_MS + GAP_MS - nowms) / 1000) + 60
     if r.D + GAP_MS > nowms then
-      local key = away_key(r.tok, slot)
+      local key = away_key(r.tok, slot, ttl)
       redis.call('HSET', key, r.tok, b36(r.D))
-      redis.call('EXPIRE', key, ttl + 60)
+      redis.call('EXPIRE', key, ttl)
+      redis.call('HINCRBY', P .. 'an:' .. slot, 'c', 1)
     end
   end
 end
