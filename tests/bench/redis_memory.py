@@ -90,10 +90,12 @@ async def report(store: RedisStore, phase: str, before: int) -> None:
     online = snap.online
     keys = [k async for k in store.client.scan_iter(match=site_prefix(SITE) + "*", count=1000)]
     groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    encodings: dict[str, set[str]] = defaultdict(set)
     for key in keys:
         name = re.sub(r":[0-9]+(:[0-9]+)?$", ":*", key.decode()[len(site_prefix(SITE)) :])
         groups[name][0] += 1
         groups[name][1] += await store.client.memory_usage(key, samples=0) or 0
+        encodings[name].add((await store.client.object("encoding", key)).decode())
     total = sum(size for _, size in groups.values())
     memory = await store.client.info("memory")
     used = memory["used_memory"] - before
@@ -102,9 +104,10 @@ async def report(store: RedisStore, phase: str, before: int) -> None:
     print(f"\n{phase}: online {online}, tracked pages {tracked}")
     if calls:
         print(f"  flushes so far: {calls['calls']}, {calls['usec_per_call']:.0f} µs each in Redis")
-    print(f"  {'key':12} {'keys':>6} {'bytes':>12} {'per online visitor':>20}")
+    print(f"  {'key':12} {'keys':>6} {'bytes':>12} {'per online visitor':>20}  encoding")
     for name, (count, size) in sorted(groups.items(), key=lambda kv: -kv[1][1]):
-        print(f"  {name:12} {count:>6} {size:>12,} {size / online:>16.1f} B")
+        shown = ",".join(sorted(encodings[name]))
+        print(f"  {name:12} {count:>6} {size:>12,} {size / online:>16.1f} B  {shown}")
     print(f"  site keys: {total:,} B = {total / online:.0f} B per online visitor")
     print(f"  used_memory growth: {used:,} B = {used / online:.0f} B per online visitor")
     print(
