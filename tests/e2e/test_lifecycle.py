@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import subprocess
 import sys
 import time
 
 from support.client import Reader, visitor_id
-from support.processes import FAST_TIMING, REPO, free_port, wait_until, write_config
+from support.processes import FAST_TIMING, REPO, free_port, metric, wait_until, write_config
 
 PUSH = 0.5
 COUNTED = PUSH + 1
@@ -56,17 +55,6 @@ async def test_readyz_follows_redis_and_counts_come_back(tmp_path, make_service)
         assert "Traceback" not in service.logs()
     finally:
         server.kill()
-
-
-def metric(text: str, name: str, labels: str = "") -> float:
-    pattern = (
-        re.escape(name)
-        + (re.escape("{" + labels + "}") if labels else r"(?:\{[^}]*\})?")
-        + r" (\S+)"
-    )
-    match = re.search("^" + pattern + "$", text, re.M)
-    assert match, f"{name}{{{labels}}} not in /metrics"
-    return float(match.group(1))
 
 
 async def test_metrics_show_what_happens(make_service) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -281,3 +282,15 @@ def write_config(path: Path, body: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body, encoding="utf-8")
     return path
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """One sample of a Prometheus text exposition (any labels when none are given)."""
+    pattern = (
+        re.escape(name)
+        + (re.escape("{" + labels + "}") if labels else r"(?:\{[^}]*\})?")
+        + r" (\S+)"
+    )
+    match = re.search("^" + pattern + "$", text, re.M)
+    assert match, f"{name}{{{labels}}} not in /metrics"
+    return float(match.group(1))

@@ -1,0 +1,119 @@
+"""A reader that stops reading: the service closes it with 1013, others are not held up.
+
+The stalled client is a bare socket with a tiny receive buffer that completes
+the handshake, says hello, and never reads again; big snapshots (100 trending
+pages with long titles, changing every push) fill what the kernel and the
+service will buffer for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import time
+
+import httpx
+
+from support.client import Reader, page, visitor_id
+from support.processes import FAST_TIMING, metric
+
+# 200 characters of three bytes each in UTF-8: 100 of them make a 60 KB snapshot.
+TITLE = "{0:03d} " + "ễ" * 196
+CONFIG = (
+    FAST_TIMING.replace("beat_interval = 1", "beat_interval = 30")
+    .replace("presence_ttl = 3", "presence_ttl = 60")
+    .replace("push_interval = 0.5", "push_interval = 0.1")
+    .replace("[server]", "[server]\nmax_pending_send_seconds = 1")
+    + '\n[sites.demo]\norigins = ["*"]\ntrending_size = 100\n'
+)
+
+
+def masked_text(text: str) -> bytes:
+    data, mask = text.encode(), os.urandom(4)
+    size = len(data)
+    header = bytes((0x81, 0x80 | size)) if size < 126 else bytes((0x81, 0xFE)) + size.to_bytes(2)
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+def stalled_reader(port: int) -> socket.socket:
+    """Open /ws, say hello, and from then on read nothing."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /ws?site=demo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        "Origin: https://portal.example\r\n\r\n".encode()
+    )
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):  # byte by byte: no frame is read
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    hello = {"type": "hello", "visitor": visitor_id(), "pages": [page("/tin/cham.html")]}
+    sock.sendall(masked_text(json.dumps(hello)))
+    return sock
+
+
+def read_until_closed(sock: socket.socket, within: float) -> bool:
+    """Drain what the service sent; True when it ended the connection."""
+    deadline = time.monotonic() + within
+    sock.settimeout(0.5)
+    while time.monotonic() < deadline:
+        try:
+            if not sock.recv(65536):
+                return True
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return True
+    return False
+
+
+async def test_a_reader_that_stops_reading_is_closed_1013_and_others_go_on(make_service) -> None:
+    service = make_service(CONFIG)
+    watcher = await Reader.open(service.ws_url)
+    beat = "/api/v1/sites/demo/beats"
+
+    def visit(path: str, title: str = "") -> dict[str, object]:
+        return {"visitor": visitor_id(), "pages": [page(path, title)]}
+
+    async with httpx.AsyncClient(base_url=service.base, timeout=10) as http:
+        # 100 trending pages with 200-character titles.
+        answers = await asyncio.gather(
+            *(
+                http.post(beat, json=visit(f"/tin/{i:03d}.html", TITLE.format(i)))
+                for i in range(100)
+            )
+        )
+        assert {a.status_code for a in answers} == {200}
+        stalled = await asyncio.to_thread(stalled_reader, service.port)
+        views: list[asyncio.Task[httpx.Response]] = []
+        try:
+            closed = 0.0
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline and not closed:
+                # New views all the time: every push (0.1 s) carries a new 60 KB snapshot.
+                for _ in range(5):
+                    path = f"/tin/{len(views) % 100:03d}.html"
+                    views.append(asyncio.create_task(http.post(beat, json=visit(path))))
+                    await asyncio.sleep(0.05)
+                text = (await http.get("/metrics")).text
+                if 'portalpulse_connections_closed_total{code="1013"}' in text:
+                    closed = metric(text, "portalpulse_connections_closed_total", 'code="1013"')
+            assert closed == 1, "the stalled reader was not closed within 40 s"
+            text = (await http.get("/metrics")).text
+            assert metric(text, "portalpulse_messages_rejected_total", 'reason="slow_reader"') == 1
+            assert await asyncio.to_thread(read_until_closed, stalled, 15), "still open"
+        finally:
+            stalled.close()
+            await asyncio.gather(*views, return_exceptions=True)
+        # The other reader was never held up, and still gets every change.
+        assert watcher.close_code is None
+        online = (await http.get("/api/v1/sites/demo/stats")).json()["online"]
+        await http.post(beat, json=visit("/tin/moi.html"))
+        await watcher.wait_for(lambda s: s["online"] > online, 5)
