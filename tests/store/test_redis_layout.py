@@ -11,7 +11,7 @@ from support.processes import RedisServer
 
 SITE = "layout"
 KINDS = {
-    "v", "a", "an", "dq", "inst", "rank", "pages", "titles", "total", "onl", "engn", "erank",
+    "v", "vx", "a", "an", "dq", "inst", "rank", "pages", "titles", "total", "onl", "engn", "erank",
     "srcn", "devn", "pid", "pname", "dqi", "vbi", "codes", "day", "uv", "hist", "hours",
 }  # fmt: skip
 
@@ -63,5 +63,37 @@ async def test_visitor_records_stay_small_and_leavers_expire_by_themselves(
             assert 30 * 60 < await store.client.ttl(key) <= 41 * 60, key
         kinds = {key[len(site_prefix(SITE)) :].split(":")[0] for key in await keys(store, "*")}
         assert kinds <= KINDS, kinds - KINDS
+    finally:
+        await store.close()
+
+
+async def test_a_visitor_with_many_pages_keeps_its_bucket_compact(redis: RedisServer) -> None:
+    store = RedisStore(redis.url)
+    await store.open()
+    try:
+        assert store.client is not None
+        many = tuple(f"/tin-tuc/chuyen-muc-{i}/bai-viet-{i}.html" for i in range(20))
+        tabs = PresenceOp(OpKind.HOLD, "many-tabs-visitor-0001", many, 0.0, True, "direct:|")
+        others = [PresenceOp(OpKind.HOLD, f"neighbour-{i:05d}", many[:1]) for i in range(3000)]
+        (snap,) = await store.flush([batch(store, tabs, *others)])
+        assert snap.online == 3001
+        encodings = {
+            (await store.client.object("encoding", k)).decode() for k in await keys(store, "v:*")
+        }
+        assert encodings == {"listpack"}
+        assert len(await keys(store, "vx:*")) == 1, "its long record lives in a key of its own"
+        b = batch(store)
+        b.trending_size = 20
+        (snap,) = await store.flush([b])
+        assert {p.path: p.readers for p in snap.trending} == {
+            many[0]: 3001,
+            **{path: 1 for path in many[1:]},
+        }
+        # Closing all but one page makes the record short again.
+        await store.flush([batch(store, PresenceOp(OpKind.CLOSE_PAGES, tabs.visitor, many[1:]))])
+        store.clock_offset += 6
+        (snap,) = await store.flush([b])
+        assert {p.path: p.readers for p in snap.trending} == {many[0]: 3001}
+        assert await keys(store, "vx:*") == []
     finally:
         await store.close()

@@ -8,7 +8,8 @@
 -- most one live entry in a timer wheel of lists (also compact at any length).
 --
 -- Visitors arrive as tokens: 10 characters of a hash of their id (store/redis.py).
--- A record, v:<bucket> HASH token -> "D|W|F|H|A|PAGES":
+-- A record, v:<bucket> HASH token -> "D|W|F|H|A|PAGES" (or "D|W|F|*" with
+-- "H|A|PAGES" in vx:<token> when it would be longer than 64 bytes):
 --   D      deadline, milliseconds since EPOCH in base 36: online until then,
 --          or, once away with pages still open, when it left
 --   W      the timer slot where its one live wheel entry waits ('' when none)
@@ -56,6 +57,7 @@ local EPOCH = 1735689600 -- 2025-01-01T00:00:00Z
 local NB = 1024 -- visitor buckets: up to 512 records each stay compact (Redis default)
 local AWAY_PER_BUCKET = 256 -- leavers per bucket a slot is sized for (half the listpack limit)
 local SLOT_MS = 100
+local LONG = 64 -- longest record kept whole (Redis's hash-max-listpack-value)
 local AWAY_SLOT_MS = 600000
 
 local inst, rank, pages, titles, total, onl, engn, erank =
@@ -237,9 +239,14 @@ local function vget(tok)
   if not raw then
     return nil
   end
-  local d, w, f, h, a, list = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  local d, w, f, rest = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  local long = rest == '*'
+  if long then
+    rest = redis.call('GET', P .. 'vx:' .. tok) or '||'
+  end
+  local h, a, list = string.match(rest, '^([^|]*)|([^|]*)|(.*)$')
   local r = {tok = tok, key = key, D = tonumber(d, 36), W = (w ~= '' and tonumber(w, 36) or nil),
-             F = f, H = h, A = a, pg = {}, order = {}}
+             F = f, H = h, A = a, pg = {}, order = {}, long = long}
   for item in string.gmatch(list, '[^,]+') do
     local id, pd, plus, qd = string.match(item, '^([0-9a-z]+)=?([0-9a-z]*)(%+?)([0-9a-z]*)$')
     local pair = pd ~= '' and tonumber(pd, 36) or r.D
@@ -352,9 +359,23 @@ local function vput(r)
       redis.call('ZADD', dqi, slot, slot)
       r.W = slot
     end
-    redis.call('HSET', r.key, r.tok, b36(r.D) .. '|' .. b36(r.W) .. '|' .. r.F .. '|' .. r.H
-      .. '|' .. r.A .. '|' .. table.concat(list, ','))
+    local head = b36(r.D) .. '|' .. b36(r.W) .. '|' .. r.F .. '|'
+    local rest = r.H .. '|' .. r.A .. '|' .. table.concat(list, ',')
+    if #head + #rest <= LONG then
+      redis.call('HSET', r.key, r.tok, head .. rest)
+      if r.long then
+        redis.call('DEL', P .. 'vx:' .. r.tok)
+      end
+    else
+      -- Many pages or holders: the rest goes to a key of its own, so that
+      -- the bucket's values stay short enough for a listpack.
+      redis.call('HSET', r.key, r.tok, head .. '*')
+      redis.call('SET', P .. 'vx:' .. r.tok, rest)
+    end
   else
+    if r.long then
+      redis.call('DEL', P .. 'vx:' .. r.tok)
+    end
     -- Away with nothing open: only when it left is kept, until a return would
     -- be a new visit anyway.
     if not r.new then
