@@ -158,6 +158,27 @@ def test_wrong_tokens_are_rate_limited_per_address(
     assert english.status_code == 429 and "Too many failed attempts" in english.text
 
 
+def test_wrong_tokens_count_across_instances_on_one_redis(
+    redis: RedisServer, make_service: ServiceFactory
+) -> None:
+    # Behind a load balancer, a guesser's tries land on every replica in turn.
+    replicas = [make_service(config=CONFIG, redis_url=redis.url) for _ in range(2)]
+    for i in range(5):
+        wrong = replicas[i % 2].post("/dashboard/login", data={"site": "myhao", "token": "guess"})
+        assert wrong.status_code == 401
+    for replica in replicas:  # 3 failures on one, 2 on the other: both refuse now
+        blocked = replica.post("/dashboard/login", data={"site": "myhao", "token": MYHAO_TOKEN})
+        assert blocked.status_code == 429
+        assert 1 <= int(blocked.headers["retry-after"]) <= 60
+    # Another address is not held up.
+    other = replicas[0].post(
+        "/dashboard/login",
+        data={"site": "myhao", "token": MYHAO_TOKEN},
+        headers={"x-forwarded-for": "203.0.113.9"},
+    )
+    assert other.status_code == 303
+
+
 def test_the_cookie_is_secure_behind_https(
     redis: RedisServer, make_service: ServiceFactory
 ) -> None:

@@ -365,3 +365,16 @@ async def test_returns_within_30_minutes_are_no_visit_whenever_they_left(store: 
     await later(store, 31 * 60 + GRACE)
     snap = await flush(store, *(hold(v, "/a") for v in leavers))
     assert snap.total_visits == 2 * len(leavers)
+
+
+async def test_shared_event_logs_on_redis_none_on_the_embedded_store(store: Store) -> None:
+    name = "signin-failures:198.51.100.7"
+    if isinstance(store, MemoryStore):
+        assert await store.recent_events(name, 1000.0, 60) is None  # one process: nothing shared
+        return
+    for at in (1000.0, 1010.0, 1020.0):
+        await store.add_event(name, at, 60)
+    assert await store.recent_events(name, 1030.0, 60) == [1000.0, 1010.0, 1020.0]
+    assert await store.recent_events(name, 1065.0, 60) == [1010.0, 1020.0]
+    await store.clear_events(name)
+    assert await store.recent_events(name, 1065.0, 60) == []

@@ -1,8 +1,10 @@
-"""Who may see the dashboard: this process's signer and sign-in limiter, and the
-session of a request or a WebSocket handshake."""
+"""Who may see the dashboard: this process's signer and sign-in limiter (shared
+through the store when it is Redis), and the session of a request or a
+WebSocket handshake."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -13,7 +15,8 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from ..config import DashboardSettings, Settings
-from .ratelimit import FailureLimiter
+from ..store.base import Store, StoreUnavailable
+from .ratelimit import FailureLimiter, wait_for
 from .sessions import COOKIE_NAME, Session, SessionSigner
 
 if TYPE_CHECKING:
@@ -41,6 +44,34 @@ class DashboardAccess:
             )
             secret = SessionSigner.random_secret()
         return cls(settings, SessionSigner(secret), FailureLimiter())
+
+    # Failed sign-ins count per address in this process and, on Redis, across
+    # every instance: N replicas do not give a guesser N times the tries.
+
+    @staticmethod
+    def _events(address: str) -> str:
+        return "signin-failures:" + address
+
+    async def sign_in_wait(self, store: Store, address: str) -> int:
+        """Seconds `address` must wait before its next try (0: it may try now)."""
+        wait = self.limiter.retry_after(address, time.monotonic())
+        now = time.time()
+        with contextlib.suppress(StoreUnavailable):
+            shared = await store.recent_events(self._events(address), now, self.limiter.window)
+            if shared is not None:
+                limit = self.limiter.max_failures
+                wait = max(wait, wait_for(shared, limit, self.limiter.window, now))
+        return wait
+
+    async def sign_in_failed(self, store: Store, address: str) -> None:
+        self.limiter.failed(address, time.monotonic())
+        with contextlib.suppress(StoreUnavailable):
+            await store.add_event(self._events(address), time.time(), self.limiter.window)
+
+    async def sign_in_succeeded(self, store: Store, address: str) -> None:
+        self.limiter.succeeded(address)
+        with contextlib.suppress(StoreUnavailable):
+            await store.clear_events(self._events(address))
 
     def new_session(self, sites: frozenset[str], now: float) -> Session:
         return Session(sites, now + self.settings.dashboard.session_hours * 3600)

@@ -171,7 +171,8 @@ async def post_login(request: Request) -> Response:
         return login_page(request, lang, status=400, message=words["bad_request"])
     site_id = form.get("site", "")
     next_path = safe_next(form.get("next"))
-    retry = access.limiter.retry_after(address, time.monotonic())
+    store = pulse_of(request).store
+    retry = await access.sign_in_wait(store, address)
     if retry:
         return login_page(
             request,
@@ -184,7 +185,7 @@ async def post_login(request: Request) -> Response:
         )
     sites = sites_for_token(form.get("token", "").strip(), access.settings, site_id)
     if sites is None:
-        access.limiter.failed(address, time.monotonic())
+        await access.sign_in_failed(store, address)
         return login_page(
             request,
             lang,
@@ -193,7 +194,7 @@ async def post_login(request: Request) -> Response:
             chosen_site=site_id,
             next_path=next_path,
         )
-    access.limiter.succeeded(address)
+    await access.sign_in_succeeded(store, address)
     session = access.new_session(sites, now)
     earlier = session_of(request)
     if earlier is not None:

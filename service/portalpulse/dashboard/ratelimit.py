@@ -15,6 +15,15 @@ WINDOW_SECONDS = 60.0
 MAX_ADDRESSES = 10_000
 
 
+def wait_for(times: list[float], max_failures: int, window: float, now: float) -> int:
+    """Whole seconds to wait after failures at `times` (oldest first); 0: may try now."""
+    if len(times) < max_failures:
+        return 0
+    # Free again once enough of the failures in the window have aged out of it.
+    oldest_that_blocks = times[len(times) - max_failures]
+    return max(1, math.ceil(oldest_that_blocks + window - now))
+
+
 class FailureLimiter:
     def __init__(
         self,
@@ -40,12 +49,7 @@ class FailureLimiter:
 
     def retry_after(self, address: str, now: float) -> int:
         """Whole seconds `address` must wait before trying again; 0 when it may try now."""
-        times = self._recent(address, now)
-        if times is None or len(times) < self.max_failures:
-            return 0
-        # Free again once enough of the failures in the window have aged out of it.
-        oldest_that_blocks = times[len(times) - self.max_failures]
-        return max(1, math.ceil(oldest_that_blocks + self.window - now))
+        return wait_for(list(self._recent(address, now) or ()), self.max_failures, self.window, now)
 
     def failed(self, address: str, now: float) -> None:
         """Record a failed sign-in from `address`."""

@@ -167,6 +167,20 @@ class Store(abc.ABC):
     async def ping(self) -> None:
         """Return when the store answers; raise `StoreUnavailable` otherwise."""
 
+    # A log of recent events under a name, shared by every instance of the store
+    # (the dashboard's failed sign-ins per address). A store of one process has
+    # nothing to share: None, and the caller keeps its own log.
+
+    async def recent_events(self, name: str, now: float, window: float) -> list[float] | None:
+        """Times of the events of the last `window` seconds, oldest first."""
+        return None
+
+    async def add_event(self, name: str, now: float, window: float) -> None:  # noqa: B027
+        """Log an event at `now`, kept `window` seconds (nothing here: nothing shared)."""
+
+    async def clear_events(self, name: str) -> None:  # noqa: B027
+        """Forget every event under `name` (nothing here: nothing shared)."""
+
 
 def day_key(when: float, zone: ZoneInfo) -> str:
     """The local calendar day of a Unix time, as YYYYMMDD."""

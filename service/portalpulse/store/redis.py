@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -136,6 +137,43 @@ class RedisStore(Store):
         try:
             client = await self._connect()
             await client.ping()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+
+    EVENTS_KEPT = 50  # at most this many events per name
+
+    @staticmethod
+    def _events_key(name: str) -> str:
+        return "pp:ev:" + hashlib.sha256(name.encode()).hexdigest()[:24]
+
+    async def recent_events(self, name: str, now: float, window: float) -> list[float] | None:
+        key = self._events_key(name)
+        try:
+            client = await self._connect()
+            pipe = client.pipeline(transaction=False)
+            pipe.zremrangebyscore(key, "-inf", now - window)
+            pipe.zrange(key, 0, -1, withscores=True)
+            _, events = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+        return [float(at) for _, at in events]
+
+    async def add_event(self, name: str, now: float, window: float) -> None:
+        key = self._events_key(name)
+        try:
+            client = await self._connect()
+            pipe = client.pipeline(transaction=False)
+            pipe.zadd(key, {f"{now:.6f}:{uuid.uuid4().hex[:8]}": now})
+            pipe.zremrangebyrank(key, 0, -self.EVENTS_KEPT - 1)
+            pipe.expire(key, max(1, math.ceil(window)))
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+
+    async def clear_events(self, name: str) -> None:
+        try:
+            client = await self._connect()
+            await client.delete(self._events_key(name))
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
