@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -268,13 +270,25 @@ class Service:
         return response.json()  # type: ignore[no-any-return]
 
 
-FAST_TIMING = """
+def offset_to_local_noon(zone: str = "Asia/Ho_Chi_Minh") -> float:
+    """Seconds from now to noon of the next day in `zone`."""
+    now = time.time()
+    local = dt.datetime.fromtimestamp(now, ZoneInfo(zone))
+    noon = (local + dt.timedelta(days=1)).replace(hour=12, minute=0, second=0, microsecond=0)
+    return noon.timestamp() - now
+
+
+# Services under test live at noon of the next day (server.clock_offset, a test
+# hook), so that no test counting today's visits or views sees the day turn
+# because it happened to run at local midnight.
+FAST_TIMING = f"""
 [server]
 beat_interval = 1
 presence_ttl = 3
 leave_grace = 1
 push_interval = 0.5
 hello_timeout = 2
+clock_offset = {offset_to_local_noon():.3f}
 """
 
 
