@@ -16,6 +16,7 @@ import pytest
 from portalpulse.store.base import OpKind, PresenceOp, SiteBatch, SiteSnapshot, Store, day_keys
 from portalpulse.store.memory import MemoryStore
 from portalpulse.store.redis import RedisStore, site_prefix
+from support.processes import offset_to_local_noon
 
 TTL, GRACE = 45.0, 5.0
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -35,10 +36,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         made = RedisStore(f"redis://127.0.0.1:{nodes[0].port}/0")
     # Start every test at noon, local time, of the next day: the hours a test
     # moves forward never cross a midnight unless it means to.
-    now = time.time()
-    local = dt.datetime.fromtimestamp(now, ZONE)
-    noon = (local + dt.timedelta(days=1)).replace(hour=12, minute=0, second=0, microsecond=0)
-    made.clock_offset = noon.timestamp() - now
+    made.clock_offset = offset_to_local_noon()
     await made.open()
     yield made
     await made.close()

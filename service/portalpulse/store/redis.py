@@ -8,13 +8,14 @@ round trip per Redis node whatever the number of beats.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from typing import Any
 
@@ -52,6 +53,15 @@ def visitor_token(visitor: str) -> str:
     million visitors share a token is below one in a million."""
     digest = hashlib.blake2b(visitor.encode(), digest_size=8).digest()
     return base64.urlsafe_b64encode(digest).decode()[:10]
+
+
+@contextlib.contextmanager
+def unavailable_on_error() -> Iterator[None]:
+    """Redis or network errors become `StoreUnavailable`, which callers handle."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
 
 def site_prefix(site: str) -> str:
@@ -114,7 +124,7 @@ class RedisStore(Store):
 
     async def history(self, site: str, minutes: int) -> list[tuple[float, int]]:
         minutes = max(1, min(minutes, HISTORY_MINUTES))
-        try:
+        with unavailable_on_error():
             client = await self._connect()
             (seconds, micros) = await client.time()
             last = int((seconds + micros / 1e6 + self.clock_offset) // 60)
@@ -125,8 +135,6 @@ class RedisStore(Store):
             for day in days:
                 pipe.hgetall(f"{prefix}hist:{day}")
             results = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
         seen: dict[int, int] = {}
         for fields in results:
             for minute, online in fields.items():
@@ -134,11 +142,9 @@ class RedisStore(Store):
         return [(m * 60.0, seen[m]) for m in range(first, last + 1) if m in seen]
 
     async def ping(self) -> None:
-        try:
+        with unavailable_on_error():
             client = await self._connect()
             await client.ping()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
     EVENTS_KEPT = 50  # at most this many events per name
 
@@ -148,34 +154,28 @@ class RedisStore(Store):
 
     async def recent_events(self, name: str, now: float, window: float) -> list[float] | None:
         key = self._events_key(name)
-        try:
+        with unavailable_on_error():
             client = await self._connect()
             pipe = client.pipeline(transaction=False)
             pipe.zremrangebyscore(key, "-inf", now - window)
             pipe.zrange(key, 0, -1, withscores=True)
             _, events = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
         return [float(at) for _, at in events]
 
     async def add_event(self, name: str, now: float, window: float) -> None:
         key = self._events_key(name)
-        try:
+        with unavailable_on_error():
             client = await self._connect()
             pipe = client.pipeline(transaction=False)
             pipe.zadd(key, {f"{now:.6f}:{uuid.uuid4().hex[:8]}": now})
             pipe.zremrangebyrank(key, 0, -self.EVENTS_KEPT - 1)
             pipe.expire(key, max(1, math.ceil(window)))
             await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
     async def clear_events(self, name: str) -> None:
-        try:
+        with unavailable_on_error():
             client = await self._connect()
             await client.delete(self._events_key(name))
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
     def _args(self, batch: SiteBatch) -> tuple[list[str], list[str]]:
         prefix = site_prefix(batch.site)
@@ -214,7 +214,7 @@ class RedisStore(Store):
     async def flush(self, batches: Sequence[SiteBatch]) -> list[SiteSnapshot]:
         if not batches:
             return []
-        try:
+        with unavailable_on_error():
             client = await self._connect()
             calls = [self._args(batch) for batch in batches]
             pipe = client.pipeline(transaction=False)
@@ -230,8 +230,6 @@ class RedisStore(Store):
                     self._sha = await client.script_load(FLUSH_SCRIPT)
                     keys, args = calls[index]
                     results[index] = await client.evalsha(self._sha, len(keys), *keys, *args)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
         snapshots = []
         for batch, result in zip(batches, results, strict=True):
             if isinstance(result, Exception):

@@ -463,10 +463,10 @@ for _, op in ipairs(b.ops) do
       redis.call('HINCRBY', devn, dev ~= '' and dev or 'unknown', 1)
     end
     uv[#uv + 1] = tok
-    local ids = {}
+    local opened = {} -- the page ids of this op
     for i, page in ipairs(pg) do
       local id = page_id(page, true)
-      ids[i] = id
+      opened[i] = id
       local e = r.pg[id]
       if not e then
         r.pg[id] = {deadline, nil}
@@ -482,7 +482,7 @@ for _, op in ipairs(b.ops) do
         r.F = 'e'
         redis.call('INCR', engn)
       end
-      for i, id in ipairs(ids) do
+      for i, id in ipairs(opened) do
         local e = r.pg[id]
         if not e[2] then
           e[2] = deadline
@@ -496,7 +496,7 @@ for _, op in ipairs(b.ops) do
         r.F = 'o'
         redis.call('DECR', engn)
       end
-      for _, id in ipairs(ids) do
+      for _, id in ipairs(opened) do
         local e = r.pg[id]
         if e[2] then
           e[2] = nil
