@@ -23,6 +23,8 @@ MAX_PATH_BYTES = 512
 MAX_TITLE_CHARS = 200
 MAX_REFERRER_CHARS = 1024
 DEVICES = ("mobile", "tablet", "desktop")
+WANTABLE = ("online", "today", "total", "trending")
+"""The fields a `hello` may ask for in `want` (CONTRACT §3a), in frame order."""
 
 
 class ProtocolError(ValueError):
@@ -49,6 +51,7 @@ class Hello:
     resume: bool = False
     device: str = ""
     bye: bool = False
+    want: frozenset[str] | None = None  # None: a v1 client, sent whole snapshots
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,17 @@ def _pages(raw: Any, site: SiteSettings) -> tuple[Page, ...]:
     return tuple(pages.values())
 
 
+def _want(data: dict[str, Any]) -> frozenset[str] | None:
+    if "want" not in data:
+        return None
+    raw = data["want"]
+    if not isinstance(raw, list) or not raw:
+        raise ProtocolError("bad_message", "'want' must be a non-empty list")
+    if any(not isinstance(name, str) or name not in WANTABLE for name in raw):
+        raise ProtocolError("bad_message", f"'want' may name only {', '.join(WANTABLE)}")
+    return frozenset(raw)
+
+
 def parse_hello(data: dict[str, Any], site: SiteSettings) -> Hello:
     """The fields of a `hello` (also the body of an HTTP beat)."""
     visitor = data.get("visitor")
@@ -149,6 +163,7 @@ def parse_hello(data: dict[str, Any], site: SiteSettings) -> Hello:
         resume=_bool(data, "resume"),
         device=device,
         bye=_bool(data, "bye"),
+        want=_want(data),
     )
 
 
