@@ -36,6 +36,8 @@ class SiteSettings:
     max_pages: int = 10_000
     # SHA-256 (hex) of the editors' tokens for this site's dashboard; never the tokens.
     dashboard_tokens: tuple[str, ...] = ()
+    # Cut from the end of page titles, so lists show the article's own title.
+    title_suffixes: tuple[str, ...] = ()
 
     def allows_origin(self, origin: str | None) -> bool:
         """True when `origin` (the browser's Origin header) may use this site."""
@@ -99,11 +101,23 @@ class Settings:
         return replace(self, **changes)
 
 
+TITLE_SEPARATORS = (" - ", " | ", " \u2013 ")  # the last: an en dash
+MAX_TITLE_SUFFIXES = 20
+MAX_TITLE_SUFFIX_CHARS = 200
+
+
+def default_title_suffixes(name: str) -> tuple[str, ...]:
+    """Portals end titles with their own name after a separator: " - Cổng …"."""
+    name = " ".join(name.split())
+    return tuple(sep + name for sep in TITLE_SEPARATORS) if name else ()
+
+
 DEMO_SITE = SiteSettings(
     id="demo",
     name="Cổng thông tin điện tử (demo)",
     origins=("http://localhost:*", "http://127.0.0.1:*"),
     keep_query=("ItemID",),
+    title_suffixes=default_title_suffixes("Cổng thông tin điện tử (demo)"),
 )
 
 
@@ -191,6 +205,7 @@ _SITE_KEYS = {
     "total_visits_offset",
     "max_pages",
     "dashboard_tokens",
+    "title_suffixes",
 }
 TOKEN_HASH = re.compile(r"^[0-9a-f]{64}$")
 
@@ -204,6 +219,19 @@ def _token_hashes(key: str, value: Any) -> tuple[str, ...]:
                 "(put the line `portalpulse token --site SITE` prints, never the token)"
             )
     return hashes
+
+
+def _title_suffixes(key: str, value: Any) -> tuple[str, ...]:
+    suffixes = _strings(key, value)
+    if len(suffixes) > MAX_TITLE_SUFFIXES:
+        raise ConfigError(f"{key}: at most {MAX_TITLE_SUFFIXES} suffixes")
+    for suffix in suffixes:
+        if not suffix.strip() or len(suffix) > MAX_TITLE_SUFFIX_CHARS:
+            raise ConfigError(
+                f"{key}: {suffix[:40]!r} must be non-blank text of at most "
+                f"{MAX_TITLE_SUFFIX_CHARS} characters"
+            )
+    return suffixes
 
 
 def _parse_dashboard(raw: Any) -> DashboardSettings:
@@ -267,6 +295,11 @@ def _parse_site(site_id: str, raw: Any) -> SiteSettings:
         max_pages=int(_number(f"{prefix}.max_pages", raw.get("max_pages", 10_000), int, 10, 1e6)),
         dashboard_tokens=_token_hashes(
             f"{prefix}.dashboard_tokens", raw.get("dashboard_tokens", [])
+        ),
+        title_suffixes=(
+            _title_suffixes(f"{prefix}.title_suffixes", raw["title_suffixes"])
+            if "title_suffixes" in raw
+            else default_title_suffixes(name)
         ),
     )
 

@@ -68,8 +68,9 @@ class Bye:
 ClientMessage = Hello | Beat | Bye
 
 
-def clean_title(raw: Any) -> str:
-    """Plain text: trimmed, control characters dropped, at most 200 characters.
+def clean_title(raw: Any, suffixes: tuple[str, ...] = ()) -> str:
+    """Plain text: trimmed, control characters dropped, the first of the site's
+    `suffixes` that ends it cut off, at most 200 characters.
 
     Never escaped or stripped of markup: every client shows it as text.
     """
@@ -81,7 +82,25 @@ def clean_title(raw: Any) -> str:
         if ch.isspace() or unicodedata.category(ch)[0] != "C"
     )
     text = " ".join(text.split())
-    return text[:MAX_TITLE_CHARS]
+    return strip_suffix(text, suffixes)[:MAX_TITLE_CHARS]
+
+
+def strip_suffix(text: str, suffixes: tuple[str, ...]) -> str:
+    """`text` without the first suffix that ends it; a title that is only the
+    suffix (a home page named after the portal) is kept whole."""
+    for suffix in suffixes:
+        # Compared as the title is, with white space collapsed; a suffix that
+        # starts with a space must follow one, so "-Name" inside a word stays.
+        tail = " ".join(suffix.split())
+        if not tail or not text.endswith(tail):
+            continue
+        head = text[: -len(tail)]
+        if suffix[:1].isspace() and not head.endswith(" "):
+            continue
+        head = head.rstrip()
+        if head:
+            return head
+    return text
 
 
 def normalise_path(raw: Any, keep_query: tuple[str, ...] = ()) -> str:
@@ -133,7 +152,9 @@ def _pages(raw: Any, site: SiteSettings) -> tuple[Page, ...]:
         referrer = item.get("referrer", "")
         if not isinstance(referrer, str):
             raise ProtocolError("bad_message", "'referrer' must be a string")
-        pages[path] = Page(path, clean_title(item.get("title")), referrer[:MAX_REFERRER_CHARS])
+        pages[path] = Page(
+            path, clean_title(item.get("title"), site.title_suffixes), referrer[:MAX_REFERRER_CHARS]
+        )
     return tuple(pages.values())
 
 
