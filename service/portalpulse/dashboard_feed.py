@@ -6,7 +6,7 @@ from typing import Any
 
 from . import protocol, sources
 from .config import SiteSettings
-from .store.base import DayCounts, SiteSnapshot
+from .domain import DayCounts, SiteSnapshot
 
 
 def dashboard_frame(snap: SiteSnapshot, site: SiteSettings) -> tuple[str, tuple[object, ...]]:

@@ -20,17 +20,17 @@ from typing import Protocol
 from . import metrics, protocol, sources
 from .config import ServerSettings, SiteSettings
 from .dashboard_feed import dashboard_frame
-from .protocol import Page
-from .store.base import (
+from .domain import (
     OpKind,
     PresenceOp,
     SiteBatch,
     SiteSnapshot,
-    Store,
-    StoreUnavailable,
+    VisitAttrs,
     day_keys,
     local_hour,
 )
+from .protocol import Page
+from .store.base import Store, StoreUnavailable
 
 log = logging.getLogger("portalpulse.hub")
 
@@ -66,7 +66,7 @@ class VisitorHere:
     pages: Counter[str] = field(default_factory=Counter)
     refresh_due: float = 0.0
     engaged: int = 0  # how many of its connections here are engaged
-    attrs: str = ""  # "kind:name|device" of the visit, from its first hello
+    attrs: VisitAttrs | None = None  # where the visit came from, from its first hello
 
     def close_pages(self, paths: Iterable[str]) -> tuple[str, ...]:
         """One connection closed these pages; those no other connection has open."""
@@ -77,16 +77,6 @@ class VisitorHere:
                 del self.pages[path]
                 gone.append(path)
         return tuple(gone)
-
-
-@dataclass(slots=True)
-class PendingOp:
-    kind: OpKind
-    visitor: str
-    pages: tuple[str, ...]
-    at: float  # monotonic time of the event
-    engaged: bool | None = None
-    attrs: str = ""
 
 
 class SiteHub:
@@ -101,7 +91,8 @@ class SiteHub:
         # store has seen them leave; then its gauge is withdrawn, not left stale.
         self.linger_until = 0.0
         self.visitors: dict[str, VisitorHere] = {}
-        self.ops: deque[PendingOp] = deque()
+        # (monotonic time of the event, its op): the op's age is set when it is flushed.
+        self.ops: deque[tuple[float, PresenceOp]] = deque()
         self.views: Counter[str] = Counter()
         self.total_views = 0
         self.titles: dict[str, str] = {}
@@ -140,10 +131,10 @@ class SiteHub:
             if page.title:
                 self.titles[page.path] = page.title
 
-    def attrs_of(self, hello: protocol.Hello) -> str:
-        """'kind:name|device' of a visit: where its first page came from, and on what."""
+    def attrs_of(self, hello: protocol.Hello) -> VisitAttrs:
+        """Where a visit's first page came from, and on what."""
         referrer = next((p.referrer for p in hello.pages if p.referrer), "")
-        return f"{sources.classify(referrer, self.hosts)}|{hello.device}"
+        return VisitAttrs(sources.classify(referrer, self.hosts), hello.device)
 
     def add_op(
         self,
@@ -152,9 +143,9 @@ class SiteHub:
         pages: tuple[str, ...],
         at: float,
         engaged: bool | None = None,
-        attrs: str = "",
+        attrs: VisitAttrs | None = None,
     ) -> None:
-        self.ops.append(PendingOp(kind, visitor, pages, at, engaged, attrs))
+        self.ops.append((at, PresenceOp(kind, visitor, pages, 0.0, engaged, attrs)))
         while len(self.ops) > MAX_PENDING_OPS:
             self.ops.popleft()
 
@@ -177,14 +168,14 @@ class SiteHub:
         """Everything recorded since the last flush; `give_back` undoes it."""
         batch = self.empty_batch(server, wall)
         batch.ops = [
-            PresenceOp(o.kind, o.visitor, o.pages, max(0.0, now - o.at), o.engaged, o.attrs)
-            for o in self.ops
+            PresenceOp(o.kind, o.visitor, o.pages, max(0.0, now - at), o.engaged, o.attrs)
+            for at, o in self.ops
         ]
         batch.detail = bool(self.watchers)
         batch.views = dict(self.views)
         batch.total_views = self.total_views
         batch.titles = self.titles
-        self._taken: tuple[list[PendingOp], Counter[str], int, dict[str, str]] = (
+        self._taken: tuple[list[tuple[float, PresenceOp]], Counter[str], int, dict[str, str]] = (
             list(self.ops),
             self.views,
             self.total_views,

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from .config import SiteSettings
-from .store.base import DayCounts, SiteSnapshot
+from .domain import DayCounts, SiteSnapshot
 
 VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 MAX_PAGES = 20

@@ -33,7 +33,13 @@ from zoneinfo import ZoneInfo
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "service"), str(REPO / "tests")]
 
-from portalpulse.store.base import OpKind, PresenceOp, SiteBatch, day_keys  # noqa: E402
+from portalpulse.store.base import (  # noqa: E402
+    OpKind,
+    PresenceOp,
+    SiteBatch,
+    VisitAttrs,
+    day_keys,
+)
 from portalpulse.store.redis import RedisStore, site_prefix  # noqa: E402
 from support.processes import redis_server  # noqa: E402
 
@@ -72,7 +78,7 @@ class Readers:
         self.on[visitor] = page
         engaged = self.rng.random() < 0.7
         return PresenceOp(
-            OpKind.HOLD, visitor, (page,), 0.0, engaged, self.rng.choice(SOURCES)
+            OpKind.HOLD, visitor, (page,), 0.0, engaged, VisitAttrs.unpack(self.rng.choice(SOURCES))
         ), page
 
 

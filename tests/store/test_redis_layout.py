@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from zoneinfo import ZoneInfo
 
-from portalpulse.store.base import OpKind, PresenceOp, SiteBatch, day_keys
+from portalpulse.store.base import OpKind, PresenceOp, SiteBatch, VisitAttrs, day_keys
 from portalpulse.store.redis import RedisStore, site_prefix
 from support.processes import RedisServer
 
@@ -40,7 +40,7 @@ async def test_visitor_records_stay_small_and_leavers_expire_by_themselves(
         visitors = [f"layout-visitor-{i:06d}-abcdefgh" for i in range(3000)]
         ops = [
             PresenceOp(OpKind.HOLD, v, (f"/tin-tuc/bai-viet-rat-dai-so-{i % 40}.html",), 0.0,
-                       i % 3 > 0, "search:google|mobile")
+                       i % 3 > 0, VisitAttrs("search:google", "mobile"))
             for i, v in enumerate(visitors)
         ]  # fmt: skip
         (snap,) = await store.flush([batch(store, *ops)])
@@ -73,7 +73,9 @@ async def test_a_visitor_with_many_pages_keeps_its_bucket_compact(redis: RedisSe
     try:
         assert store.client is not None
         many = tuple(f"/tin-tuc/chuyen-muc-{i}/bai-viet-{i}.html" for i in range(20))
-        tabs = PresenceOp(OpKind.HOLD, "many-tabs-visitor-0001", many, 0.0, True, "direct:|")
+        tabs = PresenceOp(
+            OpKind.HOLD, "many-tabs-visitor-0001", many, 0.0, True, VisitAttrs("direct:")
+        )
         others = [PresenceOp(OpKind.HOLD, f"neighbour-{i:05d}", many[:1]) for i in range(3000)]
         (snap,) = await store.flush([batch(store, tabs, *others)])
         assert snap.online == 3001

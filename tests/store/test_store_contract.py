@@ -13,7 +13,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from portalpulse.store.base import OpKind, PresenceOp, SiteBatch, SiteSnapshot, Store, day_keys
+from portalpulse.store.base import (
+    OpKind,
+    PresenceOp,
+    SiteBatch,
+    SiteSnapshot,
+    Store,
+    VisitAttrs,
+    day_keys,
+)
 from portalpulse.store.memory import MemoryStore
 from portalpulse.store.redis import RedisStore, site_prefix
 from support.processes import offset_to_local_noon
@@ -271,7 +279,9 @@ def present(
     attrs: str = "",
     kind: OpKind = OpKind.HOLD,
 ) -> PresenceOp:
-    return PresenceOp(kind, visitor, pages, 0.0, engaged, attrs)
+    return PresenceOp(
+        kind, visitor, pages, 0.0, engaged, VisitAttrs.unpack(attrs) if attrs else None
+    )
 
 
 async def detailed(store: Store, *ops: PresenceOp, **kw) -> SiteSnapshot:  # type: ignore[no-untyped-def]

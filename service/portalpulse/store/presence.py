@@ -26,6 +26,7 @@ from .base import (
     SiteDetail,
     SiteSnapshot,
     TrendingPage,
+    VisitAttrs,
 )
 
 PRESENT = (OpKind.HOLD, OpKind.REFRESH, OpKind.BEAT)
@@ -131,7 +132,7 @@ class SitePresence:
         self.instances: dict[str, float] = {}
         self.readers = PageCounts()
         self.engaged_readers = PageCounts()
-        self.attrs: dict[str, str] = {}  # online visitor -> "kind:name|device"
+        self.attrs: dict[str, VisitAttrs] = {}  # online visitor -> where from, on what
         self.sources: Counter[str] = Counter()
         self.devices: Counter[str] = Counter()
         self.window_views: dict[str, int] = {}
@@ -238,11 +239,10 @@ class SitePresence:
         else:
             self.away.discard(visitor)
 
-    def _set_attrs(self, visitor: str, attrs: str) -> None:
-        source, _, device = attrs.partition("|")
+    def _set_attrs(self, visitor: str, attrs: VisitAttrs) -> None:
         self.attrs[visitor] = attrs
-        self.sources[source] += 1
-        self.devices[device or "unknown"] += 1
+        self.sources[attrs.source] += 1
+        self.devices[attrs.device or "unknown"] += 1
 
     def _gone(self, visitor: str, deadline: float) -> None:
         """The visitor is no longer online (its deadline passed at `deadline`)."""
@@ -251,8 +251,8 @@ class SitePresence:
         self.away.set(visitor, deadline + VISIT_GAP)
         attrs = self.attrs.pop(visitor, None)
         if attrs is not None:
-            source, _, device = attrs.partition("|")
-            for counter, key in ((self.sources, source), (self.devices, device or "unknown")):
+            device = attrs.device or "unknown"
+            for counter, key in ((self.sources, attrs.source), (self.devices, device)):
                 counter[key] -= 1
                 if counter[key] <= 0:
                     del counter[key]

@@ -201,7 +201,7 @@ class RedisStore(Store):
                     round(op.age, 3),
                     list(op.pages),
                     -1 if op.engaged is None else int(op.engaged),
-                    op.attrs,
+                    op.attrs.packed() if op.attrs is not None else "",
                 ]
                 for op in batch.ops
             ],

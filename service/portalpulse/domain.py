@@ -1,0 +1,153 @@
+"""What the service counts and answers, as plain values: presence operations in,
+snapshots out. No I/O and no imports from the rest of the package.
+
+The ledger (`ledger.py`) makes operations and batches, every store takes them
+and answers snapshots, and `protocol.py` turns snapshots into the contract's
+JSON: all three share these types, and none of them owns them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import IntEnum
+from zoneinfo import ZoneInfo
+
+
+class OpKind(IntEnum):
+    # A live connection on this instance opened for the visitor (register the hold).
+    HOLD = 1
+    # The visitor is still held here: refresh deadlines, no new hold.
+    REFRESH = 2
+    # An HTTP beat: presence for `presence_ttl`, no hold.
+    BEAT = 3
+    # These pages are no longer open for the visitor here: their pairs get `leave_grace`.
+    CLOSE_PAGES = 4
+    # The visitor's last connection here closed (or an HTTP beat said bye).
+    LEAVE = 5
+    # Like LEAVE, from HTTP: no hold of this instance to remove.
+    BYE = 6
+
+
+@dataclass(frozen=True, slots=True)
+class VisitAttrs:
+    """Where a visit came from and on what: kept by the store while the visitor is online.
+
+    `source` is `sources.classify`'s 'kind:name' ('search:google', 'direct:');
+    `device` is 'mobile', 'tablet', 'desktop' or '' (unknown).
+    """
+
+    source: str
+    device: str = ""
+
+    def packed(self) -> str:
+        """'kind:name|device': how the Redis store keeps it (its codes table is keyed by it)."""
+        return f"{self.source}|{self.device}"
+
+    @classmethod
+    def unpack(cls, text: str) -> VisitAttrs:
+        source, _, device = text.partition("|")
+        return cls(source, device)
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceOp:
+    kind: OpKind
+    visitor: str
+    pages: tuple[str, ...] = ()
+    age: float = 0.0
+    """Seconds between the event and the flush: deadlines count from the event."""
+    engaged: bool | None = None
+    """With HOLD/REFRESH/BEAT: whether the visitor is engaged now (None: unknown)."""
+    attrs: VisitAttrs | None = None
+    """With HOLD/BEAT: where the visit came from, kept while the visitor is online."""
+
+
+@dataclass(slots=True)
+class SiteBatch:
+    """What one site's flush carries. Pages here are normalised, excluded ones left out
+    of `ops`, `views` and `titles` (they still count in `total_views`)."""
+
+    site: str
+    presence_ttl: float
+    leave_grace: float
+    trending_window: float
+    trending_size: int
+    max_pages: int
+    day: str
+    yesterday: str
+    ops: list[PresenceOp] = field(default_factory=list)
+    views: dict[str, int] = field(default_factory=dict)
+    total_views: int = 0
+    titles: dict[str, str] = field(default_factory=dict)
+    want_yesterday: bool = False
+    hour: int = 0
+    """The local hour now (0-23): views are also counted per hour of the day."""
+    detail: bool = False
+    """Also answer the editors' dashboard detail."""
+
+    @property
+    def size(self) -> int:
+        return len(self.ops) + len(self.views)
+
+
+@dataclass(frozen=True, slots=True)
+class TrendingPage:
+    path: str
+    title: str
+    readers: int
+    views: int
+
+
+@dataclass(frozen=True, slots=True)
+class DayCounts:
+    visits: int = 0
+    views: int = 0
+    visitors: int = 0
+    peak_online: int = 0
+    peak_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteDetail:
+    """What the editors' dashboard adds to a snapshot."""
+
+    engaged: int
+    pages: tuple[TrendingPage, ...]
+    page_engaged: dict[str, int]
+    sources: dict[str, int]
+    devices: dict[str, int]
+    minutes: tuple[tuple[float, int], ...]
+    hours_today: tuple[int, ...]
+    hours_yesterday: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSnapshot:
+    site: str
+    online: int
+    trending: tuple[TrendingPage, ...]
+    today: DayCounts
+    total_visits: int
+    ts: float
+    yesterday: DayCounts | None = None
+    detail: SiteDetail | None = None
+
+    def content_key(self) -> tuple[object, ...]:
+        """Everything but the time: two snapshots with equal keys need no new push."""
+        return (self.online, self.trending, self.today, self.total_visits)
+
+
+def day_key(when: float, zone: ZoneInfo) -> str:
+    """The local calendar day of a Unix time, as YYYYMMDD."""
+    return dt.datetime.fromtimestamp(when, zone).strftime("%Y%m%d")
+
+
+def day_keys(when: float, zone: ZoneInfo) -> tuple[str, str]:
+    """(today, yesterday) in `zone` at Unix time `when`."""
+    today = dt.datetime.fromtimestamp(when, zone).date()
+    return today.strftime("%Y%m%d"), (today - dt.timedelta(days=1)).strftime("%Y%m%d")
+
+
+def local_hour(when: float, zone: ZoneInfo) -> int:
+    return dt.datetime.fromtimestamp(when, zone).hour
