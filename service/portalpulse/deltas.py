@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .config import SiteSettings
+from .domain import SiteSnapshot
 from .protocol import WANTABLE, dumps, snapshot_payload
-from .store.base import SiteSnapshot
 
 ONLINE, TODAY, TOTAL, TRENDING = (1 << i for i in range(len(WANTABLE)))
 BITS = dict(zip(WANTABLE, (ONLINE, TODAY, TOTAL, TRENDING), strict=True))
