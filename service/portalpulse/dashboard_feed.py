@@ -9,21 +9,32 @@ from .config import SiteSettings
 from .domain import DayCounts, SiteSnapshot
 
 
-def dashboard_frame(snap: SiteSnapshot, site: SiteSettings) -> tuple[str, tuple[object, ...]]:
-    """(the JSON frame, a key that changes when anything but the time changed)."""
-    detail = snap.detail
-    assert detail is not None, "dashboard frames need a snapshot with detail"
+def split_sources(counts: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """'kind:name' counts -> (every kind, named sources with a count)."""
     kinds = dict.fromkeys(sources.KINDS, 0)
     names: dict[str, int] = {}
-    for key, count in detail.sources.items():
+    for key, count in counts.items():
         kind, _, name = key.partition(":")
         if kind in kinds:
             kinds[kind] += count
         if name:
             names[name] = names.get(name, 0) + count
+    return kinds, {name: n for name, n in sorted(names.items()) if n > 0}
+
+
+def device_counts(counts: dict[str, int]) -> dict[str, int]:
     devices = {"mobile": 0, "tablet": 0, "desktop": 0, "unknown": 0}
-    for device, count in detail.devices.items():
+    for device, count in counts.items():
         devices[device if device in devices else "unknown"] += count
+    return devices
+
+
+def dashboard_frame(snap: SiteSnapshot, site: SiteSettings) -> tuple[str, tuple[object, ...]]:
+    """(the JSON frame, a key that changes when anything but the time changed)."""
+    detail = snap.detail
+    assert detail is not None, "dashboard frames need a snapshot with detail"
+    kinds, names = split_sources(detail.sources)
+    devices = device_counts(detail.devices)
     body: dict[str, Any] = {
         "type": "dashboard",
         "site": site.id,
@@ -42,7 +53,7 @@ def dashboard_frame(snap: SiteSnapshot, site: SiteSettings) -> tuple[str, tuple[
             for p in detail.pages
         ],
         "sources": kinds,
-        "referrers": {name: n for name, n in sorted(names.items()) if n > 0},
+        "referrers": names,
         "devices": devices,
         "today": protocol.day_payload(snap.today),
         "yesterday": protocol.day_payload(snap.yesterday or DayCounts()),

@@ -85,6 +85,9 @@ class SiteBatch:
     """The local hour now (0-23): views are also counted per hour of the day."""
     detail: bool = False
     """Also answer the editors' dashboard detail."""
+    arrivals: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    """(page, source, device) -> views, for the drill-down (store/page_minutes.py):
+    source is 'kind:name' or 'internal:' followed by the previous page's path."""
 
     @property
     def size(self) -> int:

@@ -12,7 +12,7 @@ from support.processes import RedisServer
 SITE = "layout"
 KINDS = {
     "v", "vx", "a", "an", "dq", "inst", "rank", "pages", "titles", "total", "onl", "engn", "erank",
-    "srcn", "devn", "pid", "pname", "dqi", "vbi", "codes", "day", "uv", "hist", "hours",
+    "srcn", "devn", "pid", "pname", "dqi", "vbi", "codes", "day", "uv", "hist", "hours", "pm",
 }  # fmt: skip
 
 
@@ -61,6 +61,10 @@ async def test_visitor_records_stay_small_and_leavers_expire_by_themselves(
         for key in away + await keys(store, "an:*"):
             # Redis drops a slot once a return would be a new visit anyway.
             assert 30 * 60 < await store.client.ttl(key) <= 41 * 60, key
+        page_minutes = await keys(store, "pm:*")
+        assert len(page_minutes) == 40, "one drill-down bucket per page read this minute"
+        for key in page_minutes:
+            assert 60 * 60 < await store.client.ttl(key) <= 62 * 60, key
         kinds = {key[len(site_prefix(SITE)) :].split(":")[0] for key in await keys(store, "*")}
         assert kinds <= KINDS, kinds - KINDS
     finally:

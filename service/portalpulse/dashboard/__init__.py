@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from . import assets, feed, pages
+from . import assets, drill, feed, pages
 from .tokens import add_token_command, run_token_command
 
 __all__ = ["add_token_command", "routes", "run_token_command"]
@@ -26,4 +26,5 @@ def routes() -> list[BaseRoute]:
         Route("/dashboard/static/{path:path}", assets.static_file, methods=["GET"]),
         WebSocketRoute("/dashboard/ws", feed.dashboard_socket),
         Route("/api/v1/sites/{site}/history", feed.get_history, methods=["GET"]),
+        Route("/dashboard/api/sites/{site}/pages", drill.get_page, methods=["GET"]),
     ]

@@ -22,7 +22,7 @@ from ..store.base import StoreUnavailable
 from ..web.sender import OneSlotSender
 from . import assets
 from .access import pulse_of, same_origin, session_of
-from .pages import unauthorized
+from .drill import site_of_request, store_down
 from .sessions import Session
 
 if TYPE_CHECKING:
@@ -121,22 +121,9 @@ def _bad_minutes(message: str) -> JSONResponse:
 
 async def get_history(request: Request) -> Response:
     """`GET /api/v1/sites/{site}/history?minutes=N`: online per minute, oldest first."""
-    session = session_of(request)
-    if session is None:
-        return unauthorized()
-    site_id = request.path_params["site"]
-    if site_id not in pulse_of(request).settings.sites:
-        return JSONResponse(
-            {"error": "unknown_site", "message": "no such site"},
-            status_code=404,
-            headers=assets.PRIVATE,
-        )
-    if not session.may_see(site_id):
-        return JSONResponse(
-            {"error": "forbidden_site", "message": "this session may not see that site"},
-            status_code=403,
-            headers=assets.PRIVATE,
-        )
+    site_id = site_of_request(request)
+    if isinstance(site_id, Response):
+        return site_id
     raw = request.query_params.get("minutes", str(DEFAULT_HISTORY_MINUTES))
     if not raw.isdigit() or len(raw) > 6:
         return _bad_minutes(f"minutes must be a whole number from 1 to {MAX_HISTORY_MINUTES}")
@@ -146,11 +133,7 @@ async def get_history(request: Request) -> Response:
     try:
         points = await feed_of(request).history(site_id, minutes)
     except StoreUnavailable:
-        return JSONResponse(
-            {"error": "store_unavailable", "message": "the store does not answer; try again"},
-            status_code=503,
-            headers=assets.PRIVATE,
-        )
+        return store_down()
     return JSONResponse(
         {"site": site_id, "minutes": [[ts, online] for ts, online in points]},
         headers=assets.PRIVATE,

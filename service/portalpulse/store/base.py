@@ -32,6 +32,7 @@ from ..domain import (
     day_keys,
     local_hour,
 )
+from .page_minutes import PageDetail
 
 __all__ = [
     "DAY_KEEP_DAYS",
@@ -92,6 +93,10 @@ class Store(abc.ABC):
     async def history(self, site: str, minutes: int) -> list[tuple[float, int]]:
         """Online visitors per minute (minute start, most seen), oldest first,
         for the last `minutes` minutes (at most `HISTORY_MINUTES`)."""
+
+    @abc.abstractmethod
+    async def page_detail(self, site: str, page: str) -> PageDetail | None:
+        """A tracked page's last hour (None when the page is not tracked)."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

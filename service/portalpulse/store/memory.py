@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .base import DAY_KEEP_DAYS, HISTORY_MINUTES, SiteBatch, SiteSnapshot, Store
+from .page_minutes import PageDetail
 from .presence import SitePresence
 
 log = logging.getLogger("portalpulse.store")
@@ -65,6 +66,9 @@ class MemoryStore(Store):
 
     async def history(self, site: str, minutes: int) -> list[tuple[float, int]]:
         return list(self._site(site).history(self.now(), min(minutes, HISTORY_MINUTES)))
+
+    async def page_detail(self, site: str, page: str) -> PageDetail | None:
+        return self._site(site).page_detail(page, self.now())
 
     async def flush(self, batches: Sequence[SiteBatch]) -> list[SiteSnapshot]:
         now = self.now()

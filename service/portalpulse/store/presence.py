@@ -28,6 +28,7 @@ from .base import (
     TrendingPage,
     VisitAttrs,
 )
+from .page_minutes import PageDetail, PageMinutes
 
 PRESENT = (OpKind.HOLD, OpKind.REFRESH, OpKind.BEAT)
 
@@ -141,6 +142,7 @@ class SitePresence:
         self.titles: dict[str, str] = {}
         self.days: dict[str, Day] = {}
         self.minutes: dict[int, int] = {}  # minute -> most online seen in it
+        self.page_minutes = PageMinutes()  # the drill-down's last hour per page
         self.total_visits = 0
 
     # -- flush -------------------------------------------------------------
@@ -160,6 +162,7 @@ class SitePresence:
             self.window_views[path] = self.window_views.get(path, 0) + count
             bucket = self.buckets.setdefault(minute, {})
             bucket[path] = bucket.get(path, 0) + count
+        self._page_minutes(batch, minute)
         day.views += batch.total_views
         day.hours[batch.hour] += batch.total_views
         online = len(self.online.deadline)
@@ -262,12 +265,32 @@ class SitePresence:
         self.pages.move_to_end(page)
         while len(self.pages) > max_pages:
             evicted, _ = self.pages.popitem(last=False)
+            self.page_minutes.forget(evicted)
             self.titles.pop(evicted, None)
             self.readers.count.pop(evicted, None)
             self.engaged_readers.count.pop(evicted, None)
             self.window_views.pop(evicted, None)
 
+    def _page_minutes(self, batch: SiteBatch, minute: int) -> None:
+        """The drill-down: readers of the pages present ops touched, views by source."""
+        touched = {page for op in batch.ops if op.kind in PRESENT for page in op.pages}
+        for page in touched:
+            if page in self.pages:
+                self.page_minutes.seen(
+                    minute,
+                    page,
+                    self.readers.count.get(page, 0),
+                    self.engaged_readers.count.get(page, 0),
+                )
+        for (page, source, device), n in batch.arrivals.items():
+            if page in self.pages:
+                self.page_minutes.arrived(minute, page, source, device, n, self.pages)
+
+    def page_detail(self, page: str, now: float) -> PageDetail | None:
+        return self.page_minutes.detail(page, self.titles.get(page, ""), now)
+
     def _expire(self, now: float, window: float) -> None:
+        self.page_minutes.expire(now)
         for visitor, deadline in self.online.pop_expired(now):
             self._gone(visitor, deadline)
         self.away.pop_expired(now)

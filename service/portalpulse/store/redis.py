@@ -35,6 +35,7 @@ from .base import (
     StoreUnavailable,
     TrendingPage,
 )
+from .page_minutes import BUCKET_TTL, PAGE_MINUTES, PageDetail, detail_from_buckets
 
 log = logging.getLogger("portalpulse.store")
 
@@ -141,6 +142,33 @@ class RedisStore(Store):
                 seen[int(minute)] = int(online)
         return [(m * 60.0, seen[m]) for m in range(first, last + 1) if m in seen]
 
+    async def page_detail(self, site: str, page: str) -> PageDetail | None:
+        prefix = site_prefix(site)
+        with unavailable_on_error():
+            client = await self._connect()
+            (seconds, micros) = await client.time()
+            pipe = client.pipeline(transaction=False)
+            pipe.hget(f"{prefix}pid", page)
+            pipe.hget(f"{prefix}titles", page)
+            found, title = await pipe.execute()
+            if found is None:
+                return None
+            last = int((seconds + micros / 1e6 + self.clock_offset) // 60)
+            minutes = range(last - PAGE_MINUTES + 1, last + 1)
+            pipe = client.pipeline(transaction=False)
+            for minute in minutes:
+                pipe.hgetall(f"{prefix}pm:{minute}:{_text(found)}")
+            raw = await pipe.execute()
+            buckets = [
+                (minute, {_text(k): int(v) for k, v in fields.items()})
+                for minute, fields in zip(minutes, raw, strict=True)
+                if fields
+            ]
+            previous = sorted({k[2:] for _, f in buckets for k in f if k.startswith("i:")})
+            names = await client.hmget(f"{prefix}pname", previous) if previous else []
+        page_of = {i: _text(n) for i, n in zip(previous, names, strict=True) if n is not None}
+        return detail_from_buckets(page, _text(title or ""), buckets, page_of)
+
     async def ping(self) -> None:
         with unavailable_on_error():
             client = await self._connect()
@@ -208,6 +236,8 @@ class RedisStore(Store):
             "views": [[page, n] for page, n in batch.views.items()],
             "vt": batch.total_views,
             "titles": [[page, title] for page, title in batch.titles.items()],
+            "ar": [[*key, n] for key, n in batch.arrivals.items()],
+            "pmt": BUCKET_TTL,
         }
         return keys, [prefix, json.dumps(payload, ensure_ascii=False, separators=(",", ":"))]
 
@@ -236,6 +266,10 @@ class RedisStore(Store):
                 raise StoreUnavailable(f"flush of {batch.site}: {result}")
             snapshots.append(_snapshot(batch.site, result))
         return snapshots
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _day(raw: list[Any]) -> DayCounts:

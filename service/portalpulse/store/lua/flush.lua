@@ -431,6 +431,7 @@ local dayk = P .. 'day:' .. b.day
 local uvk = P .. 'uv:' .. b.day
 local visits = 0
 local uv = {}
+local seen = {} -- pages of present ops, for the drill-down (3b)
 for _, op in ipairs(b.ops) do
   local kind, tok, at, pg = op[1], op[2], now - op[3], op[4]
   local r = vget(tok)
@@ -463,6 +464,9 @@ for _, op in ipairs(b.ops) do
       redis.call('HINCRBY', devn, dev ~= '' and dev or 'unknown', 1)
     end
     uv[#uv + 1] = tok
+    for _, page in ipairs(pg) do
+      seen[page] = true
+    end
     local opened = {} -- the page ids of this op
     for i, page in ipairs(pg) do
       local id = page_id(page, true)
@@ -573,6 +577,54 @@ if tracked > b.cap then
       -- Pairs and view buckets still naming this id find no page and count nothing.
       redis.call('HDEL', pid, page)
       redis.call('HDEL', pname, id)
+    end
+  end
+end
+
+-- 3b. The drill-down's buckets, pm:<minute>:<page id> (store/page_minutes.py):
+-- most readers and engaged readers of the pages present ops touched, and this
+-- tick's views by source and device; only pages still tracked.
+do
+  local minute = math.floor(now / 60)
+  local function bucket(id)
+    local key = P .. 'pm:' .. minute .. ':' .. id
+    if redis.call('EXISTS', key) == 0 then
+      redis.call('HSET', key, 'v', 0)
+      redis.call('EXPIRE', key, b.pmt)
+    end
+    return key
+  end
+  for page in pairs(seen) do
+    local id = redis.call('HGET', pid, page)
+    if id then
+      local key = bucket(id)
+      local score = -tonumber(redis.call('ZSCORE', rank, page) or '0')
+      local readers = math.floor(score / R)
+      local engaged = tonumber(redis.call('ZSCORE', erank, page) or '0')
+      local had = redis.call('HMGET', key, 'r', 'e')
+      if readers > tonumber(had[1] or '0') then
+        redis.call('HSET', key, 'r', readers)
+      end
+      if engaged > tonumber(had[2] or '0') then
+        redis.call('HSET', key, 'e', engaged)
+      end
+    end
+  end
+  for _, a in ipairs(b.ar) do
+    local id = redis.call('HGET', pid, a[1])
+    if id then
+      local key = bucket(id)
+      local kind, previous = a[2], ''
+      if string.sub(kind, 1, 9) == 'internal:' then
+        kind, previous = 'internal:', string.sub(kind, 10)
+      end
+      redis.call('HINCRBY', key, 'v', a[4])
+      redis.call('HINCRBY', key, 's:' .. kind, a[4])
+      redis.call('HINCRBY', key, 'd:' .. (a[3] ~= '' and a[3] or 'unknown'), a[4])
+      local from = previous ~= '' and redis.call('HGET', pid, previous)
+      if from then
+        redis.call('HINCRBY', key, 'i:' .. from, a[4])
+      end
     end
   end
 end
