@@ -21,7 +21,7 @@ from starlette.routing import Route, WebSocketRoute
 from . import config, dashboard, metrics
 from .hub import Hub
 from .store import Store, make_store
-from .web import api, pages
+from .web import api, openapi, pages
 from .web.ratelimit import AddressRate
 from .web.websocket import websocket_endpoint
 
@@ -154,6 +154,7 @@ def create_app(settings: config.Settings, store: Store | None = None) -> Starlet
         Route(f"{site_path}/beats", api.beats_preflight, methods=["OPTIONS"]),
         Route(f"{site_path}/stats", api.get_stats, methods=["GET"]),
         Route(f"{site_path}/badge.svg", api.get_badge, methods=["GET"]),
+        Route("/api/v1/openapi.json", openapi.get_document, methods=["GET"]),
         WebSocketRoute("/ws", websocket_endpoint),
         *dashboard.routes(),
     ]

@@ -1,0 +1,229 @@
+"""`GET /api/v1/openapi.json` is a valid OpenAPI 3.1 document, and it tells the truth:
+every answer it documents (each status of each endpoint, each error code) is produced
+by a real service on a real Redis, and each body matches its documented schema."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import jsonschema
+from openapi_spec_validator import validate
+
+from portalpulse.dashboard.tokens import token_hash
+from support.client import page, visitor_id
+from support.processes import FAST_TIMING, RedisServer, Service
+from support.raw_ws import stalled_reader
+
+TOKEN = "openapi-editor-token-for-tests-00000000000"
+ORIGIN = "http://localhost:8000"
+CONFIG = (
+    FAST_TIMING.replace("[server]", "[server]\nmax_http_beats_per_ip = 20")
+    + f"""
+[dashboard]
+session_secret = "openapi-test-secret-0123456789ab"
+
+[sites.demo]
+origins = ["http://localhost:*"]
+dashboard_tokens = ["{token_hash(TOKEN)}"]
+
+[sites.other]
+origins = ["https://other.example"]
+"""
+)
+BEATS = "/api/v1/sites/demo/beats"
+STATS = "/api/v1/sites/demo/stats"
+BADGE = "/api/v1/sites/demo/badge.svg"
+HISTORY = "/api/v1/sites/demo/history"
+
+ServiceFactory = Callable[..., Service]
+Seen = dict[tuple[str, str, str], set[str]]  # (path, method, status) -> error codes seen
+
+
+class Checker:
+    """Validates each answer against the document and notes which answers were seen."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.seen: Seen = {}
+
+    def answer_schema(self, path: str, method: str, status: int) -> dict[str, Any]:
+        operation = self.document["paths"][path][method]
+        assert str(status) in operation["responses"], f"{method} {path}: {status} undocumented"
+        return operation["responses"][str(status)]  # type: ignore[no-any-return]
+
+    def check(self, path: str, method: str, response: httpx.Response) -> None:
+        documented = self.answer_schema(path, method, response.status_code)
+        key = (path, method, str(response.status_code))
+        codes = self.seen.setdefault(key, set())
+        content = documented.get("content", {})
+        if not content:
+            return
+        media = response.headers["content-type"].split(";")[0]
+        assert media in content, f"{key}: {media} not among {list(content)}"
+        schema = content[media]["schema"]
+        if media != "application/json":
+            return
+        body = response.json()
+        # The document's components travel with the schema, so "#/components/..." resolves.
+        jsonschema.Draft202012Validator(
+            {**schema, "components": self.document["components"]}
+        ).validate(body)
+        if "error" in body:
+            codes.add(body["error"])
+
+    def documented(self) -> Seen:
+        out: Seen = {}
+        for path, methods in self.document["paths"].items():
+            for method, operation in methods.items():
+                for status, answer in operation["responses"].items():
+                    schema = answer.get("content", {}).get("application/json", {}).get("schema")
+                    codes: set[str] = set()
+                    if schema and "allOf" in schema:
+                        codes = set(schema["allOf"][1]["properties"]["error"]["enum"])
+                    out[(path, method, status)] = codes
+        return out
+
+
+def beat(**fields: Any) -> dict[str, Any]:
+    return {"visitor": visitor_id(), "pages": [page("/a")], "engaged": True, **fields}
+
+
+async def test_the_openapi_document_is_valid_and_matches_live_answers(
+    redis: RedisServer, make_service: ServiceFactory
+) -> None:
+    service = make_service(CONFIG, redis_url=redis.url, allow_errors=True)
+    document = service.get("/api/v1/openapi.json").json()
+    validate(document)  # OpenAPI 3.1, by openapi-spec-validator
+    checker = Checker(document)
+    doc_beats, doc_stats = "/api/v1/sites/{site}/beats", "/api/v1/sites/{site}/stats"
+    doc_badge, doc_history = "/api/v1/sites/{site}/badge.svg", "/api/v1/sites/{site}/history"
+
+    async with httpx.AsyncClient(base_url=service.base, timeout=10) as http:
+
+        async def post(body: Any, status: int, **kw: Any) -> None:
+            if isinstance(body, dict):
+                kw["json"] = body
+            else:
+                kw["content"] = body
+            response = await http.post(kw.pop("path", BEATS), **kw)
+            assert response.status_code == status, response.text
+            checker.check(doc_beats, "post", response)
+
+        json_type = {"Content-Type": "application/json"}
+        text_type = {"Content-Type": "text/plain;charset=UTF-8"}
+        answer = await http.post(BEATS, json=beat(), headers={"Origin": ORIGIN})
+        assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == ORIGIN
+        checker.check(doc_beats, "post", answer)
+        await post(json.dumps(beat()).encode(), 200, headers=text_type)
+        await post(b"{not json", 400, headers=json_type)
+        await post(b"[1, 2]", 400, headers=json_type)
+        await post({"visitor": "short"}, 400)
+        await post(beat(pages=[{"path": "no-slash"}]), 400)
+        await post(beat(pages=[page(f"/{i}") for i in range(21)]), 400)
+        await post(beat(), 403, headers={"Origin": "https://evil.example"})
+        await post(beat(), 404, path="/api/v1/sites/nope/beats")
+        await post(b"x" * 20_000, 413, headers=text_type)
+        await post(b"a=1", 415, headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+        ask = {"Access-Control-Request-Method": "POST", "Origin": ORIGIN}
+        for path, origin, status in (
+            (BEATS, ORIGIN, 204),
+            (BEATS, "https://evil.example", 403),
+            ("/api/v1/sites/nope/beats", ORIGIN, 404),
+        ):
+            response = await http.options(path, headers={**ask, "Origin": origin})
+            assert response.status_code == status, response.text
+            checker.check(doc_beats, "options", response)
+
+        for path, doc_path, status in (
+            (STATS, doc_stats, 200),
+            ("/api/v1/sites/nope/stats", doc_stats, 404),
+            (BADGE, doc_badge, 200),
+            (BADGE + "?lang=en", doc_badge, 200),
+            (BADGE + "?lang=fr", doc_badge, 400),
+            ("/api/v1/sites/nope/badge.svg", doc_badge, 404),
+            (HISTORY, doc_history, 401),
+            ("/api/v1/openapi.json", "/api/v1/openapi.json", 200),
+        ):
+            response = await http.get(path)
+            assert response.status_code == status, response.text
+            checker.check(doc_path, "get", response)
+
+        signed = await http.post("/dashboard/login", data={"site": "demo", "token": TOKEN})
+        assert signed.status_code == 303, signed.text
+        for path, status in (
+            (HISTORY + "?minutes=5", 200),
+            (HISTORY + "?minutes=0", 400),
+            ("/api/v1/sites/other/history", 403),
+            ("/api/v1/sites/nope/history", 404),
+        ):
+            response = await http.get(path)
+            assert response.status_code == status, response.text
+            checker.check(doc_history, "get", response)
+
+        # Over the per-address beat rate (20 a second, bursts of 40).
+        burst = await asyncio.gather(*(http.post(BEATS, json=beat()) for _ in range(80)))
+        assert 429 in {r.status_code for r in burst}
+        for response in burst:
+            checker.check(doc_beats, "post", response)
+
+        # The store goes away: reads answer 503, a beat is kept (202).
+        redis.kill()
+        for path, doc_path in ((STATS, doc_stats), (BADGE, doc_badge), (HISTORY, doc_history)):
+            response = await wait_for_status(http, "GET", path, 503)
+            checker.check(doc_path, "get", response)
+        await asyncio.sleep(2.0)  # the beat rate's bucket refills
+        response = await wait_for_status(http, "POST", BEATS, 202, json=beat())
+        checker.check(doc_beats, "post", response)
+        redis.start()
+
+        # Shutting down: a connection that does not answer the close keeps the instance
+        # draining for a moment, during which beats are refused with 503.
+        stalled = await asyncio.to_thread(stalled_reader, service.port, ORIGIN)
+        try:
+            assert service.proc is not None
+            service.proc.send_signal(signal.SIGTERM)
+            tries = []
+            # The window is short (the instance stops once its sockets are closed): try
+            # every 5 ms, within the per-address burst, so that no 429 hides the 503.
+            for _ in range(36):
+                tries.append(asyncio.ensure_future(http.post(BEATS, json=beat())))
+                await asyncio.sleep(0.005)
+            answers = await asyncio.gather(*tries, return_exceptions=True)
+            refused = [a for a in answers if isinstance(a, httpx.Response) and a.status_code == 503]
+            assert refused
+            for response in refused:
+                checker.check(doc_beats, "post", response)
+        finally:
+            stalled.close()
+
+    missing = {key for key in checker.documented() if key not in checker.seen}
+    assert not missing, f"documented answers never produced: {sorted(missing)}"
+    for key, codes in checker.documented().items():
+        assert codes <= checker.seen[key], (
+            f"{key}: codes never produced: {codes - checker.seen[key]}"
+        )
+    assert "Traceback" not in service.logs()
+
+
+async def wait_for_status(
+    http: httpx.AsyncClient, method: str, path: str, status: int, **kw: Any
+) -> httpx.Response:
+    deadline = time.monotonic() + 10
+    last: httpx.Response | None = None
+    while time.monotonic() < deadline:
+        try:
+            last = await http.request(method, path, **kw)
+        except httpx.TransportError:
+            await asyncio.sleep(0.05)
+            continue
+        if last.status_code == status:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{method} {path}: no {status} within 10 s; last: {last}")
