@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+# Patterns are used with fullmatch: `$` alone also matches before a final newline.
 SITE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 DEFAULT_PORT = 8000
 DEFAULT_HOST = "127.0.0.1"
@@ -213,7 +214,7 @@ TOKEN_HASH = re.compile(r"^[0-9a-f]{64}$")
 def _token_hashes(key: str, value: Any) -> tuple[str, ...]:
     hashes = _strings(key, value)
     for item in hashes:
-        if not TOKEN_HASH.match(item):
+        if not TOKEN_HASH.fullmatch(item):
             raise ConfigError(
                 f"{key}: {item[:12]!r}... is not a SHA-256 hex digest "
                 "(put the line `portalpulse token --site SITE` prints, never the token)"
@@ -258,7 +259,7 @@ def _parse_dashboard(raw: Any) -> DashboardSettings:
 
 def _parse_site(site_id: str, raw: Any) -> SiteSettings:
     prefix = f"sites.{site_id}"
-    if not SITE_ID.match(site_id):
+    if not SITE_ID.fullmatch(site_id):
         raise ConfigError(f"{prefix}: site id must match {SITE_ID.pattern}")
     if not isinstance(raw, dict):
         raise ConfigError(f"{prefix}: must be a table")
@@ -272,7 +273,7 @@ def _parse_site(site_id: str, raw: Any) -> SiteSettings:
         raise ConfigError(f'{prefix}.origins: missing (list the portal\'s origins, or ["*"])')
     origins = _strings(f"{prefix}.origins", raw["origins"])
     for origin in origins:
-        if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
             raise ConfigError(
                 f"{prefix}.origins: {origin!r} is not an origin like https://portal.gov.vn"
             )

@@ -31,10 +31,29 @@ class _DenialNotAnError(logging.Filter):
         return not record.getMessage().startswith("ASGI callable returned without completing")
 
 
+class _ClientFaultIsInfo(logging.Filter):
+    """What a client sends wrong (bad HTTP, invalid UTF-8 in a text frame) is logged by
+    uvicorn at warning or error, with a traceback; it says nothing about the service,
+    so it is kept at info, on one line."""
+
+    MESSAGES = (
+        "Invalid HTTP request received.",
+        "Invalid UTF-8 sequence received from client.",
+        "Unsupported upgrade request.",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO and record.msg in self.MESSAGES:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def setup_logging(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(_DenialNotAnError())
+    handler.addFilter(_ClientFaultIsInfo())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from .config import SiteSettings
 from .domain import DayCounts, SiteSnapshot
 
+# Always fullmatch: `$` alone also matches before a final newline.
 VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 MAX_PAGES = 20
 MAX_PATH_BYTES = 512
@@ -109,6 +110,8 @@ def normalise_path(raw: Any, keep_query: tuple[str, ...] = ()) -> str:
     """
     if not isinstance(raw, str) or not raw.startswith("/") or raw.startswith("//"):
         raise ProtocolError("bad_page", "page path must start with a single '/'")
+    if not _is_unicode(raw):
+        raise ProtocolError("bad_page", "page path is not valid Unicode (a lone surrogate)")
     if any(ch in raw for ch in "\r\n\t\x00") or len(raw) > 4 * MAX_PATH_BYTES:
         raise ProtocolError("bad_page", "page path has control characters or is too long")
     parts = urlsplit(raw)
@@ -125,6 +128,16 @@ def normalise_path(raw: Any, keep_query: tuple[str, ...] = ()) -> str:
     if len(path.encode()) > MAX_PATH_BYTES:
         raise ProtocolError("bad_page", f"page path longer than {MAX_PATH_BYTES} bytes")
     return path
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string JSON decoded with a lone surrogate (`"\\ud800"`): it has no
+    UTF-8 form, so it could never be quoted, stored or sent back."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def is_excluded(path: str, exclude: tuple[str, ...]) -> bool:
@@ -150,8 +163,8 @@ def _pages(raw: Any, site: SiteSettings) -> tuple[Page, ...]:
             raise ProtocolError("bad_message", "each page must be an object with 'path'")
         path = normalise_path(item.get("path"), site.keep_query)
         referrer = item.get("referrer", "")
-        if not isinstance(referrer, str):
-            raise ProtocolError("bad_message", "'referrer' must be a string")
+        if not isinstance(referrer, str) or not _is_unicode(referrer):
+            raise ProtocolError("bad_message", "'referrer' must be a string of valid Unicode")
         pages[path] = Page(
             path, clean_title(item.get("title"), site.title_suffixes), referrer[:MAX_REFERRER_CHARS]
         )
@@ -172,7 +185,7 @@ def _want(data: dict[str, Any]) -> frozenset[str] | None:
 def parse_hello(data: dict[str, Any], site: SiteSettings) -> Hello:
     """The fields of a `hello` (also the body of an HTTP beat)."""
     visitor = data.get("visitor")
-    if not isinstance(visitor, str) or not VISITOR_ID.match(visitor):
+    if not isinstance(visitor, str) or not VISITOR_ID.fullmatch(visitor):
         raise ProtocolError("bad_visitor", "'visitor' must match ^[A-Za-z0-9_-]{16,64}$")
     device = data.get("device", "")
     if device not in DEVICES and device != "":
@@ -193,6 +206,9 @@ def decode_object(text: str | bytes) -> dict[str, Any]:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError("bad_json", "message is not valid JSON") from exc
+    except RecursionError as exc:
+        # Arrays or objects nested ~1,000 deep exhaust the decoder's recursion limit.
+        raise ProtocolError("bad_json", "message is nested too deeply") from exc
     if not isinstance(data, dict):
         raise ProtocolError("bad_message", "message must be a JSON object")
     return data

@@ -5,6 +5,7 @@ Time passes by moving the store's clock (`clock_offset`), not by sleeping.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import AsyncIterator
@@ -389,3 +390,46 @@ async def test_shared_event_logs_on_redis_none_on_the_embedded_store(store: Stor
     assert await store.recent_events(name, 1065.0, 60) == [1010.0, 1020.0]
     await store.clear_events(name)
     assert await store.recent_events(name, 1065.0, 60) == []
+
+
+async def test_taking_an_event_is_atomic_under_concurrency(store: Store) -> None:
+    # Thirty sign-in tries at once from one address: the limit's worth are logged.
+    name = "signin-failures:198.51.100.8"
+    answers = await asyncio.gather(*(store.take_event(name, 1000.0, 60, 5) for _ in range(30)))
+    if isinstance(store, MemoryStore):
+        assert answers == [None] * 30  # one process: nothing shared, the caller counts
+        return
+    assert answers.count([]) == 5
+    refused = [a for a in answers if a]
+    assert len(refused) == 25 and all(a == [1000.0] * 5 for a in refused)
+    assert await store.take_event(name, 1061.0, 60, 5) == []  # the window moved on
+
+
+async def titles_kept(store: Store, site: str = "s1") -> int:
+    if isinstance(store, MemoryStore):
+        return len(store.sites[site].titles)
+    assert isinstance(store, RedisStore)
+    client = await store._connect()
+    return int(await client.hlen(site_prefix(site) + "titles"))
+
+
+async def test_titles_are_kept_for_tracked_pages_only(store: Store) -> None:
+    # 10,000 distinct paths in 1,000-path flushes: titles of excluded pages (no op,
+    # no view), of pages only said goodbye to, and of pages of HTTP beats.
+    for chunk in range(10):
+        paths = [f"/c{chunk}/p{i:03d}" for i in range(1000)]
+        titles = {path: f"Bài {path}" for path in paths}
+        beats = [
+            PresenceOp(OpKind.BEAT, f"beat-{chunk}-{i:03d}-0000000", (path,))
+            for i, path in enumerate(paths[600:])
+        ]
+        byes = [
+            PresenceOp(OpKind.BYE, f"bye-{chunk}-{i:03d}-00000000", (path,))
+            for i, path in enumerate(paths[300:600])
+        ]
+        views = {path: 1 for path in paths[600:]}
+        await flush(store, *beats, *byes, views=views, titles=titles, max_pages=10)
+    snap = await flush(store, size=100, max_pages=10)
+    assert len(snap.trending) == 10, snap.trending
+    assert all(p.title for p in snap.trending), snap.trending
+    assert await titles_kept(store) <= 10

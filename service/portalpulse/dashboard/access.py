@@ -52,21 +52,21 @@ class DashboardAccess:
     def _events(address: str) -> str:
         return "signin-failures:" + address
 
-    async def sign_in_wait(self, store: Store, address: str) -> int:
-        """Seconds `address` must wait before its next try (0: it may try now)."""
-        wait = self.limiter.retry_after(address, time.monotonic())
+    async def reserve_sign_in(self, store: Store, address: str) -> int:
+        """Count a try from `address` before its token is checked: 0 when it may try,
+        else the seconds it must wait. A try is reserved before any await, so 30
+        concurrent guesses from one address get the limit's worth of checks, not 30;
+        a good token clears the count (`sign_in_succeeded`)."""
+        wait = self.limiter.reserve(address, time.monotonic())
+        if wait:
+            return wait
         now = time.time()
+        limit, window = self.limiter.max_failures, self.limiter.window
         with contextlib.suppress(StoreUnavailable):
-            shared = await store.recent_events(self._events(address), now, self.limiter.window)
-            if shared is not None:
-                limit = self.limiter.max_failures
-                wait = max(wait, wait_for(shared, limit, self.limiter.window, now))
+            shared = await store.take_event(self._events(address), now, window, limit)
+            if shared:
+                wait = wait_for(shared, limit, window, now)
         return wait
-
-    async def sign_in_failed(self, store: Store, address: str) -> None:
-        self.limiter.failed(address, time.monotonic())
-        with contextlib.suppress(StoreUnavailable):
-            await store.add_event(self._events(address), time.time(), self.limiter.window)
 
     async def sign_in_succeeded(self, store: Store, address: str) -> None:
         self.limiter.succeeded(address)

@@ -8,7 +8,7 @@ from string import Template
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ..config import SiteSettings
@@ -148,10 +148,13 @@ async def get_login(request: Request) -> Response:
 
 async def _read_form(request: Request) -> dict[str, str] | None:
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                return None
+    except ClientDisconnect:
+        return None  # abandoned half-way: no one reads the answer
     try:
         fields = parse_qs(body.decode("utf-8"), max_num_fields=10, strict_parsing=False)
     except (UnicodeDecodeError, ValueError):
@@ -172,7 +175,7 @@ async def post_login(request: Request) -> Response:
     site_id = form.get("site", "")
     next_path = safe_next(form.get("next"))
     store = pulse_of(request).store
-    retry = await access.sign_in_wait(store, address)
+    retry = await access.reserve_sign_in(store, address)
     if retry:
         return login_page(
             request,
@@ -184,8 +187,7 @@ async def post_login(request: Request) -> Response:
             headers={"Retry-After": str(retry)},
         )
     sites = sites_for_token(form.get("token", "").strip(), access.settings, site_id)
-    if sites is None:
-        await access.sign_in_failed(store, address)
+    if sites is None:  # the try reserved above counts as the failure
         return login_page(
             request,
             lang,

@@ -51,6 +51,15 @@ class FailureLimiter:
         """Whole seconds `address` must wait before trying again; 0 when it may try now."""
         return wait_for(list(self._recent(address, now) or ()), self.max_failures, self.window, now)
 
+    def reserve(self, address: str, now: float) -> int:
+        """Count a try from `address` now, unless it must wait: 0 when counted, else
+        the seconds to wait. No await between the check and the count, so concurrent
+        tries cannot all slip through; `succeeded` clears the count."""
+        wait = self.retry_after(address, now)
+        if not wait:
+            self.failed(address, now)
+        return wait
+
     def failed(self, address: str, now: float) -> None:
         """Record a failed sign-in from `address`."""
         times = self._recent(address, now)

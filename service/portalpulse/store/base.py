@@ -115,3 +115,13 @@ class Store(abc.ABC):
 
     async def clear_events(self, name: str) -> None:  # noqa: B027
         """Forget every event under `name` (nothing here: nothing shared)."""
+
+    async def take_event(
+        self, name: str, now: float, window: float, limit: int
+    ) -> list[float] | None:
+        """Log an event at `now` only if fewer than `limit` are in the last `window`
+        seconds, in one atomic step (concurrent callers cannot all pass): [] when it
+        was logged, else the times of the events that refused it, oldest first.
+        None: nothing shared."""
+        return None
+

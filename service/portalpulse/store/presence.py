@@ -153,9 +153,6 @@ class SitePresence:
         day = self.days.setdefault(batch.day, Day())
         for op in batch.ops:
             self._apply(op, batch, instance, now, day)
-        for path, title in batch.titles.items():
-            if path in self.pages or path in batch.views:
-                self.titles[path] = title
         minute = int(now // 60)
         for path, count in batch.views.items():
             self._touch_page(path, batch.max_pages)
@@ -163,6 +160,11 @@ class SitePresence:
             bucket = self.buckets.setdefault(minute, {})
             bucket[path] = bucket.get(path, 0) + count
         self._page_minutes(batch, minute)
+        # Titles of tracked pages only (after the views that track them): the cap on
+        # pages then bounds titles too, whatever pages clients name.
+        for path, title in batch.titles.items():
+            if path in self.pages:
+                self.titles[path] = title
         day.views += batch.total_views
         day.hours[batch.hour] += batch.total_views
         online = len(self.online.deadline)

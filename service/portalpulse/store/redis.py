@@ -47,6 +47,24 @@ KEY_NAMES = (
 TIMEOUT = 5.0
 
 
+# Check and log in one step: a burst of concurrent callers is counted one by one.
+# Answers nothing when the event was logged, else the times of the logged events.
+TAKE_EVENT = """
+local key, now, window, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+if redis.call('ZCARD', key) >= limit then
+  local out = {}
+  for i, at in ipairs(redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')) do
+    if i % 2 == 0 then out[#out + 1] = at end
+  end
+  return out
+end
+redis.call('ZADD', key, now, ARGV[4])
+redis.call('EXPIRE', key, math.ceil(window))
+return {}
+"""
+
+
 def visitor_token(visitor: str) -> str:
     """What Redis keeps of a visitor id: 10 characters (60 bits) of its BLAKE2b hash.
 
@@ -199,6 +217,17 @@ class RedisStore(Store):
             pipe.zremrangebyrank(key, 0, -self.EVENTS_KEPT - 1)
             pipe.expire(key, max(1, math.ceil(window)))
             await pipe.execute()
+
+    async def take_event(
+        self, name: str, now: float, window: float, limit: int
+    ) -> list[float] | None:
+        member = f"{now:.6f}:{uuid.uuid4().hex[:8]}"
+        with unavailable_on_error():
+            client = await self._connect()
+            raw = await client.eval(
+                TAKE_EVENT, 1, self._events_key(name), repr(now), repr(window), limit, member
+            )
+        return [float(at) for at in _list(raw)]
 
     async def clear_events(self, name: str) -> None:
         with unavailable_on_error():

@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from .. import metrics, protocol
@@ -67,10 +67,15 @@ async def _read_body(request: Request) -> bytes:
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
         raise ProtocolError("too_big", f"body larger than {MAX_BODY} bytes")
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise ProtocolError("too_big", f"body larger than {MAX_BODY} bytes")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise ProtocolError("too_big", f"body larger than {MAX_BODY} bytes")
+    except ClientDisconnect as exc:
+        # An upload abandoned half-way: the client's doing, not ours (no one reads the answer).
+        log.debug("beat body abandoned after %d bytes", len(body))
+        raise ProtocolError("incomplete_body", "the body ended before Content-Length") from exc
     return body
 
 

@@ -562,7 +562,11 @@ if #b.views > 0 then
   end
 end
 for _, pt in ipairs(b.titles) do
-  redis.call('HSET', titles, pt[1], pt[2])
+  -- Tracked pages only: the cap below then bounds titles too (excluded pages,
+  -- goodbyes and HTTP beats name pages that are never tracked).
+  if redis.call('ZSCORE', pages, pt[1]) then
+    redis.call('HSET', titles, pt[1], pt[2])
+  end
 end
 local tracked = redis.call('ZCARD', pages)
 if tracked > b.cap then
