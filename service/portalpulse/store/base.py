@@ -124,4 +124,3 @@ class Store(abc.ABC):
         was logged, else the times of the events that refused it, oldest first.
         None: nothing shared."""
         return None
-
