@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from . import protocol, sources
@@ -29,8 +30,12 @@ def device_counts(counts: dict[str, int]) -> dict[str, int]:
     return devices
 
 
-def dashboard_frame(snap: SiteSnapshot, site: SiteSettings) -> tuple[str, tuple[object, ...]]:
-    """(the JSON frame, a key that changes when anything but the time changed)."""
+def dashboard_frame(
+    snap: SiteSnapshot, site: SiteSettings, rising: Collection[str] = ()
+) -> tuple[str, tuple[object, ...]]:
+    """(the JSON frame, a key that changes when anything but the time changed).
+
+    `rising`: the paths the site's rising tracker marks now (see rising.py)."""
     detail = snap.detail
     assert detail is not None, "dashboard frames need a snapshot with detail"
     kinds, names = split_sources(detail.sources)
@@ -49,6 +54,7 @@ def dashboard_frame(snap: SiteSnapshot, site: SiteSettings) -> tuple[str, tuple[
                 "readers": p.readers,
                 "engaged": detail.page_engaged.get(p.path, 0),
                 "views": p.views,
+                "rising": p.path in rising,
             }
             for p in detail.pages
         ],
@@ -57,6 +63,9 @@ def dashboard_frame(snap: SiteSnapshot, site: SiteSettings) -> tuple[str, tuple[
         "devices": devices,
         "today": protocol.day_payload(snap.today),
         "yesterday": protocol.day_payload(snap.yesterday or DayCounts()),
+        # "Tháng này", "Năm nay": this month and this year, in the site's time zone.
+        "month": protocol.period_payload(snap.month),
+        "year": protocol.period_payload(snap.year),
         "total_visits": snap.total_visits + site.total_visits_offset,
         "minutes": [[ts, n] for ts, n in detail.minutes],
         "hours": {"today": list(detail.hours_today), "yesterday": list(detail.hours_yesterday)},

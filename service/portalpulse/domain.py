@@ -85,6 +85,8 @@ class SiteBatch:
     """The local hour now (0-23): views are also counted per hour of the day."""
     detail: bool = False
     """Also answer the editors' dashboard detail."""
+    periods: bool = False
+    """Also answer this month's and this year's counts (always with `detail`)."""
     arrivals: dict[tuple[str, str, str], int] = field(default_factory=dict)
     """(page, source, device) -> views, for the drill-down (store/page_minutes.py):
     source is 'kind:name' or 'internal:' followed by the previous page's path."""
@@ -112,6 +114,16 @@ class DayCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class PeriodCounts:
+    """A month's or a year's counts, in the site's time zone; `visitors` is an
+    estimate (a HyperLogLog of the period's visitors, within about 2 %)."""
+
+    visits: int = 0
+    views: int = 0
+    visitors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class SiteDetail:
     """What the editors' dashboard adds to a snapshot."""
 
@@ -135,6 +147,8 @@ class SiteSnapshot:
     ts: float
     yesterday: DayCounts | None = None
     detail: SiteDetail | None = None
+    month: PeriodCounts | None = None
+    year: PeriodCounts | None = None
 
     def content_key(self) -> tuple[object, ...]:
         """Everything but the time: two snapshots with equal keys need no new push."""

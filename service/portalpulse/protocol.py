@@ -15,7 +15,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from .config import SiteSettings
-from .domain import DayCounts, SiteSnapshot
+from .domain import DayCounts, PeriodCounts, SiteSnapshot
 
 # Always fullmatch: `$` alone also matches before a final newline.
 VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -282,7 +282,17 @@ def snapshot_frame(snap: SiteSnapshot, site: SiteSettings) -> str:
     return dumps({"type": "snapshot", **snapshot_payload(snap, site)})
 
 
-def stats_payload(snap: SiteSnapshot, site: SiteSettings) -> dict[str, Any]:
+def period_payload(period: PeriodCounts | None) -> dict[str, int]:
+    period = period or PeriodCounts()
+    return {"visits": period.visits, "views": period.views, "visitors": period.visitors}
+
+
+def stats_payload(
+    snap: SiteSnapshot,
+    site: SiteSettings,
+    periods: tuple[PeriodCounts, PeriodCounts] | None = None,
+) -> dict[str, Any]:
+    """The stats API's answer; `periods` (this month, this year) when known."""
     body = snapshot_payload(snap, site)
     yesterday = snap.yesterday or DayCounts()
     body["yesterday"] = {
@@ -291,4 +301,6 @@ def stats_payload(snap: SiteSnapshot, site: SiteSettings) -> dict[str, Any]:
         "visitors": yesterday.visitors,
         "peak_online": yesterday.peak_online,
     }
+    if periods is not None:
+        body["month"], body["year"] = (period_payload(p) for p in periods)
     return body

@@ -13,6 +13,7 @@ SITE = "layout"
 KINDS = {
     "v", "vx", "a", "an", "dq", "inst", "rank", "pages", "titles", "total", "onl", "engn", "erank",
     "srcn", "devn", "pid", "pname", "dqi", "vbi", "codes", "day", "uv", "hist", "hours", "pm",
+    "top", "today", "mon", "yr", "uvm", "uvy",  # the long history (flush.lua, 4b)
 }  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from ..domain import (
     DayCounts,
     OpKind,
+    PeriodCounts,
     PresenceOp,
     SiteBatch,
     SiteDetail,
@@ -40,9 +41,12 @@ __all__ = [
     "DETAIL_PAGES",
     "HISTORY_DAYS",
     "HISTORY_MINUTES",
+    "TOP_PAGES_DAY",
+    "TOP_PAGES_TODAY",
     "VISIT_GAP",
     "DayCounts",
     "OpKind",
+    "PeriodCounts",
     "PresenceOp",
     "SiteBatch",
     "SiteDetail",
@@ -59,8 +63,15 @@ __all__ = [
 VISIT_GAP = 1800.0
 """Seconds without being online after which an arrival is a new visit."""
 
-DAY_KEEP_DAYS = 40
-"""Daily counters are kept this many days."""
+DAY_KEEP_DAYS = 400
+"""Daily counters (and each day's top pages) are kept this many days."""
+TOP_PAGES_TODAY = 1000
+"""Views per page today are kept for this many pages: when more are read, the
+page with the fewest views so far is dropped (its count starts again if it
+comes back), so the day's top pages are exact unless a page had fewer views
+than the 1,000th when it was dropped."""
+TOP_PAGES_DAY = 100
+"""A finished day keeps its this many most viewed pages."""
 
 
 DETAIL_PAGES = 30
@@ -101,6 +112,28 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Return when the store answers; raise `StoreUnavailable` otherwise."""
+
+    # The long history: days, their top pages, months and years.
+
+    @abc.abstractmethod
+    async def days(self, site: str, first: str, last: str) -> list[tuple[str, DayCounts]]:
+        """The kept days from `first` to `last` (YYYYMMDD, both included), oldest first;
+        days the store holds nothing for are left out."""
+
+    @abc.abstractmethod
+    async def top_pages(self, site: str, day: str, limit: int) -> list[tuple[str, str, int]]:
+        """A day's most viewed pages: (path, title, views), most views first, at most
+        `limit` (`TOP_PAGES_DAY` for a finished day). The title is the one the
+        page has now, '' when the page is no longer tracked."""
+
+    @abc.abstractmethod
+    async def periods(self, site: str, day: str) -> tuple[PeriodCounts, PeriodCounts]:
+        """(the month, the year) that hold `day`, up to now."""
+
+    async def claim_once(self, name: str, seconds: float) -> bool:
+        """True for the first caller of `name` within `seconds` across every
+        instance of the store (one process here: see the stores)."""
+        return True
 
     # A log of recent events under a name, shared by every instance of the store
     # (the dashboard's failed sign-ins per address). A store of one process has

@@ -13,7 +13,15 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from .base import DAY_KEEP_DAYS, HISTORY_MINUTES, SiteBatch, SiteSnapshot, Store
+from .base import (
+    DAY_KEEP_DAYS,
+    HISTORY_MINUTES,
+    DayCounts,
+    PeriodCounts,
+    SiteBatch,
+    SiteSnapshot,
+    Store,
+)
 from .page_minutes import PageDetail
 from .presence import SitePresence
 
@@ -31,6 +39,7 @@ class MemoryStore(Store):
         self.sites: dict[str, SitePresence] = {}
         self._dirty = False
         self._saver: asyncio.Task[None] | None = None
+        self._claims: dict[str, float] = {}  # name -> until (see claim_once)
 
     def now(self) -> float:
         return time.time() + self.clock_offset
@@ -69,6 +78,33 @@ class MemoryStore(Store):
 
     async def page_detail(self, site: str, page: str) -> PageDetail | None:
         return self._site(site).page_detail(page, self.now())
+
+    async def days(self, site: str, first: str, last: str) -> list[tuple[str, DayCounts]]:
+        kept = self._site(site).days
+        return [(key, kept[key].counts()) for key in sorted(kept) if first <= key <= last]
+
+    async def top_pages(self, site: str, day: str, limit: int) -> list[tuple[str, str, int]]:
+        presence = self._site(site)
+        return [
+            (path, presence.titles.get(path, ""), views)
+            for path, views in presence.calendar.top_pages(day, limit)
+        ]
+
+    async def periods(self, site: str, day: str) -> tuple[PeriodCounts, PeriodCounts]:
+        return self._site(site).periods(day)
+
+    MAX_CLAIMS = 10_000
+
+    async def claim_once(self, name: str, seconds: float) -> bool:
+        now = self.now()
+        if self._claims.get(name, 0.0) > now:
+            return False
+        if len(self._claims) >= self.MAX_CLAIMS:
+            self._claims = {k: until for k, until in self._claims.items() if until > now}
+            if len(self._claims) >= self.MAX_CLAIMS:
+                return False  # a flood of names: refuse rather than grow
+        self._claims[name] = now + seconds
+        return True
 
     async def flush(self, batches: Sequence[SiteBatch]) -> list[SiteSnapshot]:
         now = self.now()

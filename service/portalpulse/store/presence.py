@@ -21,6 +21,7 @@ from .base import (
     VISIT_GAP,
     DayCounts,
     OpKind,
+    PeriodCounts,
     PresenceOp,
     SiteBatch,
     SiteDetail,
@@ -28,6 +29,7 @@ from .base import (
     TrendingPage,
     VisitAttrs,
 )
+from .calendar import Calendar
 from .page_minutes import PageDetail, PageMinutes
 
 PRESENT = (OpKind.HOLD, OpKind.REFRESH, OpKind.BEAT)
@@ -141,6 +143,7 @@ class SitePresence:
         self.pages: OrderedDict[str, None] = OrderedDict()  # least recently opened first
         self.titles: dict[str, str] = {}
         self.days: dict[str, Day] = {}
+        self.calendar = Calendar()  # top pages per day, visitors per month and year
         self.minutes: dict[int, int] = {}  # minute -> most online seen in it
         self.page_minutes = PageMinutes()  # the drill-down's last hour per page
         self.total_visits = 0
@@ -150,6 +153,8 @@ class SitePresence:
     def flush(self, batch: SiteBatch, instance: str, now: float) -> SiteSnapshot:
         self._expire(now, batch.trending_window)
         self.instances[instance] = now + batch.presence_ttl
+        if batch.day not in self.days:
+            self.calendar.new_day(batch.day)
         day = self.days.setdefault(batch.day, Day())
         for op in batch.ops:
             self._apply(op, batch, instance, now, day)
@@ -165,6 +170,7 @@ class SitePresence:
         for path, title in batch.titles.items():
             if path in self.pages:
                 self.titles[path] = title
+        self.calendar.views(batch.day, batch.views)
         day.views += batch.total_views
         day.hours[batch.hour] += batch.total_views
         online = len(self.online.deadline)
@@ -175,6 +181,9 @@ class SitePresence:
         yesterday = None
         if batch.want_yesterday or batch.detail:
             yesterday = self.days.get(batch.yesterday, Day()).counts()
+        month = year = None
+        if batch.periods or batch.detail:
+            month, year = self.periods(batch.day)
         return SiteSnapshot(
             site=self.site,
             online=online,
@@ -184,7 +193,18 @@ class SitePresence:
             ts=now,
             yesterday=yesterday,
             detail=self._detail(batch, now) if batch.detail else None,
+            month=month,
+            year=year,
         )
+
+    def periods(self, day: str) -> tuple[PeriodCounts, PeriodCounts]:
+        """This month's and this year's counts: the sums of their kept days."""
+        counts = []
+        for key in (day[:6], day[:4]):
+            days = [d for k, d in self.days.items() if k.startswith(key)]
+            visits, views = sum(d.visits for d in days), sum(d.views for d in days)
+            counts.append(self.calendar.period(key, visits, views))
+        return counts[0], counts[1]
 
     def _apply(self, op: PresenceOp, batch: SiteBatch, instance: str, now: float, day: Day) -> None:
         at = now - op.age
@@ -200,7 +220,9 @@ class SitePresence:
                 self.holders.setdefault(visitor, set()).add(instance)
             if op.attrs and visitor not in self.attrs:
                 self._set_attrs(visitor, op.attrs)
-            day.visitors.add(visitor)
+            if visitor not in day.visitors:
+                day.visitors.add(visitor)
+                self.calendar.visitor(batch.day, visitor)
             for page in op.pages:
                 if self.readers.up(page, visitor, deadline):
                     self._touch_page(page, batch.max_pages)
@@ -372,6 +394,7 @@ class SitePresence:
                 **{v: d + VISIT_GAP for v, d in self.online.deadline.items()},
             },
             "minutes": {str(m): n for m, n in self.minutes.items()},
+            "calendar": self.calendar.durable_state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -390,10 +413,12 @@ class SitePresence:
             self.away.set(visitor, float(until))
         for minute, n in sorted(state.get("minutes", {}).items(), key=lambda kv: int(kv[0])):
             self.minutes[int(minute)] = int(n)
+        self.calendar.restore(state.get("calendar", {}))
 
     def forget_days_before(self, oldest_day: str) -> None:
         for key in [k for k in self.days if k < oldest_day]:
             del self.days[key]
+        self.calendar.forget_before(oldest_day)
         # Unique visitor sets are only read for today and yesterday.
         for key in sorted(self.days)[:-2]:
             day = self.days[key]

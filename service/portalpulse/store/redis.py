@@ -28,6 +28,7 @@ from .base import (
     DETAIL_PAGES,
     HISTORY_MINUTES,
     DayCounts,
+    PeriodCounts,
     SiteBatch,
     SiteDetail,
     SiteSnapshot,
@@ -36,6 +37,7 @@ from .base import (
     TrendingPage,
 )
 from .page_minutes import BUCKET_TTL, PAGE_MINUTES, PageDetail, detail_from_buckets
+from .redis_history import read_days, read_periods, read_top_pages
 
 log = logging.getLogger("portalpulse.store")
 
@@ -160,6 +162,25 @@ class RedisStore(Store):
                 seen[int(minute)] = int(online)
         return [(m * 60.0, seen[m]) for m in range(first, last + 1) if m in seen]
 
+    async def days(self, site: str, first: str, last: str) -> list[tuple[str, DayCounts]]:
+        with unavailable_on_error():
+            return await read_days(await self._connect(), site_prefix(site), first, last)
+
+    async def top_pages(self, site: str, day: str, limit: int) -> list[tuple[str, str, int]]:
+        with unavailable_on_error():
+            return await read_top_pages(await self._connect(), site_prefix(site), day, limit)
+
+    async def periods(self, site: str, day: str) -> tuple[PeriodCounts, PeriodCounts]:
+        with unavailable_on_error():
+            return await read_periods(await self._connect(), site_prefix(site), day)
+
+    async def claim_once(self, name: str, seconds: float) -> bool:
+        key = "pp:once:" + hashlib.sha256(name.encode()).hexdigest()[:24]
+        with unavailable_on_error():
+            client = await self._connect()
+            won = await client.set(key, "1", nx=True, px=max(1, int(seconds * 1000)))
+        return bool(won)
+
     async def page_detail(self, site: str, page: str) -> PageDetail | None:
         prefix = site_prefix(site)
         with unavailable_on_error():
@@ -249,6 +270,7 @@ class RedisStore(Store):
             "y": batch.yesterday if batch.want_yesterday or batch.detail else False,
             "hour": batch.hour,
             "detail": batch.detail,
+            "pm": batch.periods,
             "dn": DETAIL_PAGES,
             "dm": DETAIL_MINUTES,
             "ops": [
@@ -356,4 +378,6 @@ def _snapshot(site: str, raw: bytes | str) -> SiteSnapshot:
         ts=float(data["ts"]) if data.get("ts") else time.time(),
         yesterday=_day(data["yesterday"]) if "yesterday" in data else None,
         detail=_detail(data["detail"]) if "detail" in data else None,
+        month=PeriodCounts(*map(int, data["month"])) if "month" in data else None,
+        year=PeriodCounts(*map(int, data["year"])) if "year" in data else None,
     )

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from .. import metrics, protocol
 from ..config import SiteSettings
+from ..periods import periods_of
 from ..protocol import ProtocolError
 from ..store.base import StoreUnavailable
 
@@ -130,10 +131,12 @@ async def get_stats(request: Request) -> Response:
         return error(404, "unknown_site", "no such site", cors)
     try:
         snap = await _pulse(request).hub.read_snapshot(site.id)
+        periods = await periods_of(request).of(request, snap)
     except StoreUnavailable:
         return error(503, "store_unavailable", "the store does not answer; try again", cors)
     return JSONResponse(
-        protocol.stats_payload(snap, site), headers={**cors, "Cache-Control": "max-age=1"}
+        protocol.stats_payload(snap, site, periods),
+        headers={**cors, "Cache-Control": "max-age=1"},
     )
 
 

@@ -53,6 +53,11 @@ local VISIT_GAP = 1800
 local GAP_MS = VISIT_GAP * 1000
 local DAY_TTL = 40 * 86400
 local HISTORY_TTL = 9 * 86400
+-- The long history (see 4b): days and their top pages 400 days, months and years.
+local LONG_TTL = 401 * 86400
+local MONTH_TTL = 431 * 86400
+local YEAR_TTL = 731 * 86400
+local TOP_TODAY, TOP_DAY = 1000, 100 -- pages kept in a day's top (store/base.py)
 local EPOCH = 1735689600 -- 2025-01-01T00:00:00Z
 local NB = 1024 -- visitor buckets: up to 512 records each stay compact (Redis default)
 local AWAY_PER_BUCKET = 256 -- leavers per bucket a slot is sized for (half the listpack limit)
@@ -548,7 +553,12 @@ end
 if #b.views > 0 then
   local minute = math.floor(now / 60)
   local touched = {}
+  local topk, top_added = P .. 'top:' .. b.day, false
   for _, pv in ipairs(b.views) do
+    -- The day's views per page, for its top articles (a new page: trim, expire).
+    if tonumber(redis.call('ZINCRBY', topk, pv[2], pv[1])) == pv[2] then
+      top_added = true
+    end
     local id = page_id(pv[1], true)
     redis.call('ZINCRBY', rank, -pv[2], pv[1])
     redis.call('ZADD', pages, now, pv[1])
@@ -559,6 +569,13 @@ if #b.views > 0 then
       redis.call('ZADD', vbi, minute, part)
       redis.call('EXPIRE', P .. 'vb:' .. part, math.floor(b.win) + 180)
     end
+  end
+  if top_added then
+    local n = redis.call('ZCARD', topk)
+    if n > TOP_TODAY then
+      redis.call('ZREMRANGEBYRANK', topk, 0, n - TOP_TODAY - 1)
+    end
+    redis.call('EXPIRE', topk, LONG_TTL)
   end
 end
 for _, pt in ipairs(b.titles) do
@@ -653,8 +670,47 @@ if online > peak then
   redis.call('HSET', dayk, 'peak_online', online, 'peak_at', tostring(now))
 end
 if visits > 0 or b.vt > 0 or online > peak or #uv > 0 then
-  redis.call('EXPIRE', dayk, DAY_TTL)
+  redis.call('EXPIRE', dayk, LONG_TTL)
   redis.call('EXPIRE', uvk, DAY_TTL)
+end
+
+-- 4b. This month and this year (keys named by the local day's YYYYMM, YYYY),
+-- and the day turn: the first flush of a day with anything to count makes the
+-- day before a finished day, its visitors a number and its top pages TOP_DAY.
+local monk, yrk = P .. 'mon:' .. string.sub(b.day, 1, 6), P .. 'yr:' .. string.sub(b.day, 1, 4)
+local uvm, uvy = P .. 'uvm:' .. string.sub(b.day, 1, 6), P .. 'uvy:' .. string.sub(b.day, 1, 4)
+for _, field in ipairs({{'visits', visits}, {'views', b.vt}}) do
+  if field[2] > 0 then
+    for _, pk in ipairs({{monk, MONTH_TTL}, {yrk, YEAR_TTL}}) do
+      if tonumber(redis.call('HINCRBY', pk[1], field[1], field[2])) == field[2] then
+        redis.call('EXPIRE', pk[1], pk[2])
+      end
+    end
+  end
+end
+for i = 1, #uv, 500 do
+  local chunk = {unpack(uv, i, math.min(i + 499, #uv))}
+  if redis.call('PFADD', uvm, unpack(chunk)) == 1 then
+    redis.call('EXPIRE', uvm, MONTH_TTL)
+  end
+  if redis.call('PFADD', uvy, unpack(chunk)) == 1 then
+    redis.call('EXPIRE', uvy, YEAR_TTL)
+  end
+end
+if visits > 0 or b.vt > 0 or #uv > 0 then
+  local last = redis.call('GET', P .. 'today')
+  -- Only forward: an instance whose clock is still on yesterday turns nothing.
+  if not last or last < b.day then
+    if last then
+      local lastk = P .. 'day:' .. last
+      if redis.call('EXISTS', lastk) == 1 then
+        redis.call('HSET', lastk, 'visitors', redis.call('PFCOUNT', P .. 'uv:' .. last))
+      end
+      redis.call('DEL', P .. 'uv:' .. last)
+      redis.call('ZREMRANGEBYRANK', P .. 'top:' .. last, 0, -TOP_DAY - 1)
+    end
+    redis.call('SET', P .. 'today', b.day)
+  end
 end
 local this_minute = math.floor(now / 60)
 local histk = P .. 'hist:' .. math.floor(this_minute / 1440)
@@ -679,9 +735,16 @@ local function top(n)
 end
 
 local function day_counts(key, hll)
-  local d = redis.call('HMGET', key, 'visits', 'views', 'peak_online', 'peak_at')
-  return {tonumber(d[1] or '0'), tonumber(d[2] or '0'), redis.call('PFCOUNT', hll),
+  local d = redis.call('HMGET', key, 'visits', 'views', 'peak_online', 'peak_at', 'visitors')
+  -- A finished day's visitors were counted at the day turn (4b).
+  local visitors = tonumber(d[5]) or redis.call('PFCOUNT', hll)
+  return {tonumber(d[1] or '0'), tonumber(d[2] or '0'), visitors,
           tonumber(d[3] or '0'), d[4] or false}
+end
+
+local function period(key, hll)
+  local d = redis.call('HMGET', key, 'visits', 'views')
+  return {tonumber(d[1] or '0'), tonumber(d[2] or '0'), redis.call('PFCOUNT', hll)}
 end
 
 local answer = {
@@ -693,6 +756,10 @@ local answer = {
 }
 if b.y ~= false then
   answer.yesterday = day_counts(P .. 'day:' .. b.y, P .. 'uv:' .. b.y)
+end
+if b.detail or b.pm then
+  answer.month = period(monk, uvm)
+  answer.year = period(yrk, uvy)
 end
 if b.detail then
   local listed = top(b.dn)
