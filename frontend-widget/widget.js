@@ -15,13 +15,18 @@
   const ANNOUNCE_MS = 60000;
   const SETTLE_MS = 2000;
   const BOX_TRENDING = 5;
+  const WANTABLE = ['online', 'today', 'total', 'trending'];
+  const WANT_SHRINK_MS = 20000; // a list closed this long stops being sent (one reconnect)
+  const HELLO_WAIT_MS = 5000; // the server waits 10 s for hello
+  const NARROW = '(max-width: 599px)'; // phones: the unopened box shows only the count
+  const TRENDING_MARGIN = '100%'; // a list within a screen of the viewport counts as visible
   const INPUT_EVENTS = ['scroll', 'keydown', 'pointerdown', 'pointermove', 'touchstart', 'wheel'];
 
   const TEXT = {
     vi: { sep: '.', online: 'người đang online', today: 'Hôm nay', total: 'Tổng lượt truy cập',
-      trending: 'Tin đang được quan tâm' },
+      trending: 'Tin đang được quan tâm', close: 'Đóng' },
     en: { sep: ',', online: 'online now', today: 'Today', total: 'Total visits',
-      trending: 'Trending now' },
+      trending: 'Trending now', close: 'Close' },
   };
 
   // ---- Pure logic, tested in node ----
@@ -123,6 +128,26 @@
     return text;
   }
 
+  /** The contract's `want` for these shown kinds: known names only, in one order. */
+  function wantList(kinds) {
+    return WANTABLE.filter((name) => kinds.includes(name));
+  }
+
+  /**
+   * What the widget's own box shows: the count always; today and total when wide or
+   * open; the trending list only while open. A closed box shows nothing, but `want`
+   * may not be empty: `total` changes least often (only with a new visit).
+   */
+  function boxWant(closed, wide, open) {
+    if (closed) return ['total'];
+    return wantList(['online'].concat(wide || open ? ['today', 'total'] : [], open ? ['trending'] : []));
+  }
+
+  /** Frames of a connection with `want` carry only changed fields: the rest keep their value. */
+  function mergeSnapshot(last, frame) {
+    return Object.assign({}, last || {}, frame);
+  }
+
   function makeId(length, fillRandom) {
     return Array.from(fillRandom(new Uint8Array(length)), (byte) => ID_CHARS[byte & 63]).join('');
   }
@@ -141,7 +166,7 @@
   const internals = {
     VISITOR_RE, TEXT, pickLang, formatNumber, onlineText, backoffDelay, reconnectDelay, deviceClass,
     isEngaged, utf8Length, pagePath, cleanTitle, pageEntry, pagesKey, helloFields,
-    buildBeat, encodeFrame, makeId, serviceBase, safeHref,
+    buildBeat, encodeFrame, makeId, serviceBase, safeHref, wantList, boxWant, mergeSnapshot,
   };
   if (typeof module === 'object' && module.exports) module.exports = internals;
   if (typeof document === 'undefined' || window.PortalPulse) return;
@@ -182,24 +207,59 @@
 
   // In the style attribute and in :host, !important: page rules cannot hide the box.
   const BOX_HOST = 'all:initial!important;display:block!important;position:fixed!important;' +
-    'right:12px!important;bottom:12px!important;z-index:2147483000!important';
+    'right:8px!important;bottom:8px!important;z-index:2147483000!important';
+  // As tall as the unopened box, at the end of the page: scrolled to the bottom, the
+  // portal's footer (its legal lines) ends above the box instead of under it.
+  const SPACER = 'all:initial!important;display:block!important;height:';
   const LIVE_HOST = 'all:initial!important;position:absolute!important;clip:rect(0 0 0 0)!important';
+  // Every control is at least 44×44 px (a finger); unopened on a phone, the box is one
+  // 44 px row in the corner.
   const BOX_CSS = '.box{font:14px/1.4 system-ui,sans-serif;color:#1b1f24;background:#fff;' +
-    'border:1px solid #d0d7de;border-radius:8px;box-shadow:0 2px 8px #0003;padding:8px 12px;max-width:280px}' +
-    '.online{font-weight:600}.online:before{content:"";display:inline-block;width:8px;height:8px;' +
+    'border:1px solid #d0d7de;border-radius:8px;box-shadow:0 2px 8px #0003;max-width:300px}' +
+    '.row{display:flex;align-items:center;min-height:44px}' +
+    '.online{flex:1;font-weight:600;padding:0 4px 0 12px;white-space:nowrap}' +
+    '.online:before{content:"";display:inline-block;width:8px;height:8px;' +
     'border-radius:50%;background:#1a7f37;margin-right:6px}' +
-    '.stats,summary{font-size:12px;color:#57606a;cursor:pointer}' +
-    'ol{margin:4px 0 0;padding-left:18px;font-size:13px}a{color:#0b57d0}' +
+    'button{all:unset;box-sizing:border-box;flex:none;width:44px;height:44px;display:flex;' +
+    'align-items:center;justify-content:center;cursor:pointer;font:20px/1 system-ui,sans-serif;' +
+    'color:#57606a;border-radius:8px}button:hover{background:#f3f4f6}' +
+    'button:focus-visible{outline:2px solid #0b57d0;outline-offset:-3px}' +
+    '.toggle:after{content:"▴"}.open .toggle:after{content:"▾"}' +
+    '.stats{font-size:12px;color:#57606a;padding:0 12px 8px}' +
+    'ol{margin:0;padding:0 12px 4px 30px;font-size:13px;max-height:45vh;overflow:auto}' +
+    'li a{display:flex;align-items:center;min-height:44px;color:#0b57d0}' +
+    '.box:not(.open) ol{display:none}' +
+    '@media ' + NARROW + '{.box:not(.open) .stats{display:none}}' +
     '.sr{position:absolute;clip:rect(0 0 0 0)}';
 
-  function createView(lang) {
+  function createView(lang, site) {
     const text = TEXT[lang];
     const drawn = new WeakMap(); // list -> its pagesKey: unchanged lists are not rebuilt
+    const closedKey = 'portalpulse:closed:' + site;
+    const narrow = window.matchMedia ? window.matchMedia(NARROW) : null;
+    const watched = new WeakSet();
+    const seen = new WeakMap(); // trending list -> whether it is within a screen of the viewport
+    const observer = typeof IntersectionObserver === 'function'
+      ? new IntersectionObserver(guard((entries) => {
+        entries.forEach((entry) => seen.set(entry.target, entry.isIntersecting));
+        wantChanged();
+      }), { rootMargin: TRENDING_MARGIN + ' 0px' }) : null;
     let box = null;
     let live = null;
+    let open = false;
+    let closed = readClosed();
     let announceTimer = 0;
     let announcedAt = -ANNOUNCE_MS;
     let last = null;
+    let onWant = () => {};
+
+    function wantChanged() {
+      onWant();
+    }
+
+    function readClosed() {
+      try { return sessionStorage.getItem(closedKey) === '1'; } catch (e) { return false; }
+    }
 
     function el(tag, className, parent) {
       const node = document.createElement(tag);
@@ -225,7 +285,8 @@
     }
 
     function fillTrending(list, trending, limit) {
-      const items = (Array.isArray(trending) ? trending : []).slice(0, limit);
+      if (!Array.isArray(trending)) return; // not wanted yet: keep what it shows
+      const items = trending.slice(0, limit);
       const key = pagesKey(items);
       if (drawn.get(list) === key) return;
       drawn.set(list, key);
@@ -240,34 +301,73 @@
       list.appendChild(fragment);
     }
 
+    function button(className, label, parent, onClick) {
+      const node = el('button', className, parent);
+      node.type = 'button';
+      node.setAttribute('aria-label', label);
+      node.addEventListener('click', guard(onClick));
+      return node;
+    }
+
     function drawBox() {
       const root = shadowHost(BOX_HOST, BOX_CSS);
       if (!root) return null;
       const frame = el('div', 'box', root);
-      const count = el('div', 'online', frame);
+      const row = el('div', 'row', frame);
+      const count = el('div', 'online', row);
+      const toggle = button('toggle', text.trending, row, () => setOpen(!open));
+      toggle.setAttribute('aria-expanded', 'false');
+      button('close', text.close, row, closeBox).textContent = '×';
       const stats = el('div', 'stats', frame);
-      const details = el('details', '', frame);
-      el('summary', '', details).textContent = text.trending;
-      const list = el('ol', '', details);
+      const list = el('ol', '', frame);
       const liveRegion = el('div', 'sr', frame);
-      return { count, stats, details, list, liveRegion };
+      const spacer = el('div', '', document.body);
+      spacer.setAttribute('aria-hidden', 'true');
+      return { host: root.host, spacer, frame, count, toggle, stats, list, liveRegion };
+    }
+
+    function fitSpacer() {
+      const height = box.host.offsetHeight + 16 + 'px';
+      if (!open && box.spacer.style.height !== height) box.spacer.setAttribute('style', SPACER + height + '!important');
+    }
+
+    function setOpen(value) {
+      open = value;
+      box.frame.classList.toggle('open', open);
+      box.toggle.setAttribute('aria-expanded', String(open));
+      wantChanged();
+    }
+
+    /** Hidden for the browser session on every page; the reader stays counted. */
+    function closeBox() {
+      try { sessionStorage.setItem(closedKey, '1'); } catch (e) { /* this page only */ }
+      closed = true;
+      open = false;
+      if (box) {
+        box.host.remove();
+        box.spacer.remove();
+      }
+      box = null;
+      live = null;
+      wantChanged();
     }
 
     function renderBox(s) {
-      setText(box.count, onlineText(s.online, lang));
-      const today = s.today && s.today.visits;
-      setText(box.stats, text.today + ': ' + formatNumber(today, lang) + ' · ' + text.total + ': ' +
-        formatNumber(s.total_visits, lang));
-      box.details.hidden = !(Array.isArray(s.trending) && s.trending.length);
+      if (typeof s.online === 'number') setText(box.count, onlineText(s.online, lang));
+      if (s.today || s.total_visits !== undefined) {
+        setText(box.stats, text.today + ': ' + formatNumber(s.today && s.today.visits, lang) + ' · ' +
+          text.total + ': ' + formatNumber(s.total_visits, lang));
+      }
       fillTrending(box.list, s.trending, BOX_TRENDING);
+      fitSpacer();
     }
 
     function renderPlaceholders(s, nodes) {
       for (const node of nodes) {
         const kind = node.getAttribute('data-portalpulse');
-        if (kind === 'online') setText(node, formatNumber(s.online, lang));
-        else if (kind === 'today') setText(node, formatNumber(s.today && s.today.visits, lang));
-        else if (kind === 'total') setText(node, formatNumber(s.total_visits, lang));
+        if (kind === 'online' && 'online' in s) setText(node, formatNumber(s.online, lang));
+        else if (kind === 'today' && 'today' in s) setText(node, formatNumber(s.today && s.today.visits, lang));
+        else if (kind === 'total' && 'total_visits' in s) setText(node, formatNumber(s.total_visits, lang));
         else if (kind === 'trending') {
           fillTrending(node, s.trending, parseInt(node.getAttribute('data-limit'), 10) || 10);
         }
@@ -277,7 +377,7 @@
     // The live region gets the latest count at most once a minute (first once it settled):
     // a screen reader is not told every snapshot.
     function announce() {
-      if (announceTimer) return;
+      if (announceTimer || typeof last.online !== 'number') return;
       announceTimer = setTimeout(guard(() => {
         announceTimer = 0;
         if (!live) {
@@ -296,16 +396,48 @@
       last = s;
       const nodes = document.querySelectorAll('[data-portalpulse]');
       if (nodes.length) renderPlaceholders(s, nodes);
-      else if (!box && document.readyState !== 'loading') box = drawBox();
+      else if (!box && !closed && document.readyState !== 'loading') box = drawBox();
       if (box) renderBox(s);
       if (nodes.length || box) announce();
     }
 
-    // A snapshot that came before the page was parsed.
-    if (document.readyState === 'loading') {
-      document.addEventListener('DOMContentLoaded', guard(() => last && render(last)));
+    /** A trending list counts as shown while it is laid out within a screen of the viewport. */
+    function nearViewport(node) {
+      if (!watched.has(node) && observer) {
+        watched.add(node);
+        observer.observe(node);
+      }
+      if (seen.has(node)) return seen.get(node);
+      const r = node.getBoundingClientRect();
+      const h = window.innerHeight;
+      return (r.width > 0 || r.height > 0) && r.bottom > -h && r.top < 2 * h;
     }
-    return { render };
+
+    /** The contract's `want`: exactly what this page shows now. */
+    function want() {
+      const nodes = [...document.querySelectorAll('[data-portalpulse]')];
+      if (!nodes.length) return boxWant(closed, !(narrow && narrow.matches), open);
+      const kinds = nodes.map((node) => node.getAttribute('data-portalpulse'))
+        .filter((kind, i) => kind !== 'trending' || nearViewport(nodes[i]));
+      const list = wantList(kinds);
+      return list.length ? list : boxWant(true, false, false);
+    }
+
+    if (narrow && narrow.addEventListener) narrow.addEventListener('change', guard(wantChanged));
+    // A snapshot that came before the page was parsed; placeholders now known.
+    if (document.readyState === 'loading') {
+      document.addEventListener('DOMContentLoaded', guard(() => {
+        if (last) render(last);
+        wantChanged();
+      }));
+    }
+    return {
+      render,
+      want,
+      closed: () => closed,
+      close: () => closed || closeBox(),
+      onWant: (callback) => { onWant = callback; },
+    };
   }
 
   // -- This tab: its page and engagement --
@@ -370,7 +502,7 @@
     const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(lockName) : null;
     // Without Web Locks each tab connects on its own, for itself.
     const locks = channel && navigator.locks && navigator.locks.request ? navigator.locks : null;
-    const others = new Map(); // the site's other tabs: id -> { page, engaged }
+    const others = new Map(); // the site's other tabs: id -> { page, engaged, want }
     const releases = [];
 
     let leader = false;
@@ -381,6 +513,9 @@
     let lastSnapshot = null;
     let beatInterval = 15;
     let socket = null;
+    let helloSocket = null; // the socket whose hello asked for `sentWant`
+    let retiring = null; // the socket a new one (with a new `want`) replaces once welcomed
+    let sentWant = [];
     let welcomed = false;
     let attempt = 0;
     let failedOpens = 0;
@@ -388,14 +523,15 @@
     let sentPagesKey = '';
     let sentEngaged = false;
     let lastBeatAt = 0;
-    const timers = { beat: 0, soon: 0, retry: 0 };
+    const timers = { beat: 0, soon: 0, retry: 0, want: 0 };
 
     function post(message) {
       if (channel && !closing) channel.postMessage(message);
     }
 
     function announceTab(ask) {
-      post({ k: 'tab', id: tabId, page: tab.page, engaged: tab.engaged, ask: ask });
+      post({ k: 'tab', id: tabId, page: tab.page, engaged: tab.engaged, want: view.want(),
+        closed: view.closed(), ask: ask });
     }
 
     function spokenFor() {
@@ -410,8 +546,13 @@
       return tab.engaged || spokenFor().some((t) => t.engaged);
     }
 
+    /** What every tab this connection speaks for shows. */
+    function allWants() {
+      return wantList(spokenFor().reduce((all, t) => all.concat(t.want || []), view.want()));
+    }
+
     function publish(snapshot) {
-      if (!snapshot || typeof snapshot.online !== 'number') return;
+      if (!snapshot || typeof snapshot !== 'object' || typeof snapshot.ts !== 'number') return;
       lastSnapshot = snapshot;
       view.render(snapshot);
       if (leader) post({ k: 'snap', s: snapshot });
@@ -424,7 +565,8 @@
       if (m.k === 'snap') publish(m.s);
       else if (m.k === 'gone') others.delete(m.id);
       else if (m.k === 'tab' && m.page) {
-        others.set(m.id, { page: m.page, engaged: Boolean(m.engaged) });
+        others.set(m.id, { page: m.page, engaged: Boolean(m.engaged), want: wantList(m.want || []) });
+        if (m.closed) view.close(); // closed in one tab: in all of them
         if (m.ask) {
           announceTab(false);
           if (leader && lastSnapshot) publish(lastSnapshot);
@@ -496,9 +638,10 @@
       welcomed = false;
       ws.onopen = guard(() => {
         opened = true;
-        send(Object.assign({ type: 'hello' }, hello(sessionStarted || Boolean(locks && sawOthers))));
+        // `want` names the page's placeholders: wait (briefly) until they are parsed.
+        whenParsed(() => sendHello(ws));
       });
-      ws.onmessage = guard((event) => onServerMessage(JSON.parse(event.data)));
+      ws.onmessage = guard((event) => onServerMessage(JSON.parse(event.data), ws));
       ws.onclose = guard((event) => {
         if (socket !== ws) return;
         socket = null;
@@ -507,8 +650,65 @@
       });
     }
 
-    function onServerMessage(m) {
+    function whenParsed(fn) {
+      if (document.readyState !== 'loading') return fn();
+      const once = guard(() => {
+        document.removeEventListener('DOMContentLoaded', once);
+        clearTimeout(timer);
+        fn();
+      });
+      const timer = setTimeout(once, HELLO_WAIT_MS);
+      document.addEventListener('DOMContentLoaded', once);
+    }
+
+    function sendHello(ws) {
+      if (socket !== ws || ws.readyState !== 1) return;
+      sentWant = allWants();
+      helloSocket = ws;
+      const resume = sessionStarted || Boolean(locks && sawOthers);
+      ws.send(encodeFrame(Object.assign({ type: 'hello' }, hello(resume), { want: sentWant })));
+    }
+
+    // The page now shows more (a list opened or scrolled into view): a new connection
+    // asks for it at once, and replaces this one once welcomed, so the count never dips.
+    // It shows less: the same, once that lasted WANT_SHRINK_MS (a list opened again soon
+    // costs nothing).
+    function wantChanged() {
+      if (!leader || closing || !socket || helloSocket !== socket) return;
+      const next = allWants();
+      if (next.join() === sentWant.join()) {
+        clearTimeout(timers.want);
+        timers.want = 0;
+      } else if (next.some((name) => !sentWant.includes(name))) {
+        renewSocket();
+      } else if (!timers.want) {
+        timers.want = setTimeout(guard(() => {
+          timers.want = 0;
+          if (allWants().join() !== sentWant.join()) renewSocket();
+        }), WANT_SHRINK_MS);
+      }
+    }
+
+    function renewSocket() {
+      clearTimeout(timers.want);
+      timers.want = 0;
+      if (!welcomed) return; // the next connection's hello asks for what is shown then
+      if (retiring) retiring.close(1000);
+      retiring = socket;
+      socket = null;
+      helloSocket = null;
+      clearTimeout(timers.beat);
+      connect();
+    }
+
+    function onServerMessage(m, ws) {
+      if (ws !== socket) {
+        if (m.type === 'snapshot') publish(mergeSnapshot(lastSnapshot, m)); // still current
+        return;
+      }
       if (m.type === 'welcome') {
+        if (retiring) retiring.close(1000);
+        retiring = null;
         welcomed = true;
         sessionStarted = true;
         attempt = 0;
@@ -518,7 +718,7 @@
         scheduleBeat();
         changed();
       } else if (m.type === 'snapshot') {
-        publish(m);
+        publish(mergeSnapshot(lastSnapshot, m));
       }
     }
 
@@ -559,7 +759,7 @@
           sessionStarted = true;
           setBeatInterval(snapshot.beat_interval);
           scheduleBeat();
-          publish(snapshot);
+          publish(mergeSnapshot(lastSnapshot, snapshot));
         }), () => {});
     }
 
@@ -585,6 +785,7 @@
 
     // Engagement or pages changed: beat at once, but not twice within BEAT_GAP_MS.
     function changed() {
+      wantChanged();
       if (!leader || timers.soon || !(welcomed || httpMode)) return;
       if (pagesKey(allPages()) === sentPagesKey && anyEngaged() === sentEngaged) return;
       timers.soon = setTimeout(guard(beatNow), Math.max(0, lastBeatAt + BEAT_GAP_MS - Date.now()));
@@ -605,6 +806,7 @@
       closing = true;
       Object.values(timers).forEach(clearTimeout);
       if (socket) socket.close(1000);
+      if (retiring) retiring.close(1000);
       releases.forEach((release) => release());
       if (channel) channel.close();
     }
@@ -628,9 +830,10 @@
     const site = script && script.getAttribute('data-site');
     const base = script && serviceBase(script.src);
     if (!SITE_RE.test(site || '') || !base) return;
-    const view = createView(pickLang(script.getAttribute('data-lang')));
+    const view = createView(pickLang(script.getAttribute('data-lang')), site);
     let widget = null;
     const tab = createTab(guard(() => widget.tabChanged()));
+    view.onWant(guard(() => widget && widget.tabChanged()));
     widget = start(site, base, view, tab);
     window.addEventListener('pagehide', guard(() => widget.leave()));
     // Back from the back/forward cache.

@@ -185,3 +185,25 @@ test('loading in node touches no DOM and adds no global', () => {
   assert.equal(globalThis.PortalPulse, undefined);
   assert.equal(typeof w.formatNumber, 'function');
 });
+
+test('want names what is shown, in one order, known names only', () => {
+  assert.deepEqual(w.wantList(['trending', 'online', 'online', 'views']), ['online', 'trending']);
+  assert.deepEqual(w.wantList(['total', 'today']), ['today', 'total']);
+  assert.deepEqual(w.wantList([]), []);
+});
+
+test('the box wants the count; today and total when wide or open; the list only when open', () => {
+  assert.deepEqual(w.boxWant(false, false, false), ['online']);
+  assert.deepEqual(w.boxWant(false, true, false), ['online', 'today', 'total']);
+  assert.deepEqual(w.boxWant(false, false, true), ['online', 'today', 'total', 'trending']);
+  // Closed it shows nothing, but want may not be empty: the field that changes least.
+  assert.deepEqual(w.boxWant(true, true, true), ['total']);
+});
+
+test('a frame with some fields keeps the last value of the others', () => {
+  const first = { type: 'snapshot', site: 's', online: 5, today: { visits: 9 }, total_visits: 100, ts: 1 };
+  const next = w.mergeSnapshot(first, { type: 'snapshot', site: 's', online: 6, ts: 2 });
+  assert.deepEqual(next, { type: 'snapshot', site: 's', online: 6, today: { visits: 9 }, total_visits: 100, ts: 2 });
+  assert.equal(first.online, 5, 'the last snapshot is not changed in place');
+  assert.deepEqual(w.mergeSnapshot(null, { online: 1 }), { online: 1 });
+});

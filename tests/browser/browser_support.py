@@ -24,6 +24,8 @@ SITES = (
     "busy",
     "nolocks",
     "reload",
+    "box",
+    "closing",
 )
 
 
