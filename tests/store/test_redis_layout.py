@@ -14,6 +14,7 @@ KINDS = {
     "v", "vx", "a", "an", "dq", "inst", "rank", "pages", "titles", "total", "onl", "engn", "erank",
     "srcn", "devn", "pid", "pname", "dqi", "vbi", "codes", "day", "uv", "hist", "hours", "pm",
     "top", "today", "mon", "yr", "uvm", "uvy",  # the long history (flush.lua, 4b)
+    "st",  # the snapshot's tag and next due time (quiet sites)
 }  # fmt: skip
 
 

@@ -3,6 +3,11 @@
 Each site's flush is one EVALSHA of lua/flush.lua on keys that share the
 hash tag `{site}`; all sites of a tick go in one pipeline, so a tick costs one
 round trip per Redis node whatever the number of beats.
+
+A quiet site costs almost nothing: a site with nothing new from this instance,
+nothing due to expire and a snapshot already held is checked with one key read
+(all such sites in one MGET), and flushed only when another instance changed
+what its snapshot shows (see `Known`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import math
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -44,9 +50,45 @@ log = logging.getLogger("portalpulse.store")
 FLUSH_SCRIPT = resources.files("portalpulse.store").joinpath("lua/flush.lua").read_text("utf-8")
 KEY_NAMES = (
     "inst", "rank", "pages", "titles", "total", "onl", "engn", "erank",
-    "srcn", "devn", "pid", "pname", "dqi", "vbi", "codes",
+    "srcn", "devn", "pid", "pname", "dqi", "vbi", "codes", "st",
 )  # fmt: skip
 TIMEOUT = 5.0
+
+REFLUSH_SHARE = 1 / 3
+"""A site is flushed at least every `presence_ttl` * this, even when quiet, so that
+this instance stays listed as live in its `inst` set (holds rely on it)."""
+
+
+@dataclass(slots=True)
+class Known:
+    """The last snapshot this instance read of a site, and what makes it stale.
+
+    The flush script names the content of every snapshot with a tag kept in the
+    site's `st` key, beside the store time when the site next has something due
+    (a visitor's deadline, views leaving the trending window)."""
+
+    tag: str
+    due: float  # store time; inf when nothing is due
+    shape: tuple[object, ...]  # what the batch asked for: `_shape`
+    minute: int  # the store's minute of the last flush (the history is kept per minute)
+    flushed: float  # store time of the last flush of this site by this instance
+    snapshot: SiteSnapshot
+
+    def holds(self, batch: SiteBatch, now: float) -> bool:
+        """Whether `batch` may be answered from this snapshot if the tag is unchanged."""
+        return (
+            not batch.ops
+            and not batch.views
+            and not batch.total_views
+            and not batch.titles
+            and not batch.detail
+            and not batch.periods
+            and not batch.arrivals
+            and _shape(batch) == self.shape
+            and now < self.due
+            and int(now // 60) == self.minute
+            and now - self.flushed < batch.presence_ttl * REFLUSH_SHARE
+        )
 
 
 # Check and log in one step: a burst of concurrent callers is counted one by one.
@@ -98,6 +140,11 @@ class RedisStore(Store):
         self.client: aioredis.Redis | RedisCluster | None = None
         self.cluster = False
         self._sha = ""
+        # Per configured site (never keyed by client input).
+        self.known: dict[str, Known] = {}
+        # The store's clock minus this machine's (clock_offset aside), from the
+        # `ts` of flushes: tells when a site is due without asking the store.
+        self._skew = 0.0
 
     async def open(self) -> None:
         """Connect; a store that is down at start-up is retried by every later call."""
@@ -255,10 +302,11 @@ class RedisStore(Store):
             client = await self._connect()
             await client.delete(self._events_key(name))
 
-    def _args(self, batch: SiteBatch) -> tuple[list[str], list[str]]:
+    def _args(self, batch: SiteBatch, known: str) -> tuple[list[str], list[str]]:
         prefix = site_prefix(batch.site)
         keys = [prefix + name for name in KEY_NAMES]
         payload = {
+            "kv": known,
             "i": self.instance_id,
             "off": self.clock_offset,
             "ttl": batch.presence_ttl,
@@ -292,35 +340,107 @@ class RedisStore(Store):
         }
         return keys, [prefix, json.dumps(payload, ensure_ascii=False, separators=(",", ":"))]
 
+    def store_now(self) -> float:
+        """The store's clock now (with `clock_offset`), as last seen by a flush."""
+        return time.time() + self._skew + self.clock_offset
+
     async def flush(self, batches: Sequence[SiteBatch]) -> list[SiteSnapshot]:
         if not batches:
             return []
+        now = self.store_now()
+        answers: list[SiteSnapshot | None] = [None] * len(batches)
         with unavailable_on_error():
             client = await self._connect()
-            calls = [self._args(batch) for batch in batches]
+            quiet = [
+                i
+                for i, batch in enumerate(batches)
+                if (known := self.known.get(batch.site)) is not None and known.holds(batch, now)
+            ]
+            if quiet:
+                await self._check_quiet(client, batches, quiet, answers, now)
+            rest = [i for i, answer in enumerate(answers) if answer is None]
+            if rest:
+                await self._flush_scripts(client, [batches[i] for i in rest], rest, answers)
+        return [answer for answer in answers if answer is not None]
+
+    async def _check_quiet(
+        self,
+        client: aioredis.Redis | RedisCluster,
+        batches: Sequence[SiteBatch],
+        quiet: list[int],
+        answers: list[SiteSnapshot | None],
+        now: float,
+    ) -> None:
+        """Answer the quiet sites whose tag is unchanged from the snapshot held."""
+        keys = [site_prefix(batches[i].site) + "st" for i in quiet]
+        if self.cluster:
             pipe = client.pipeline(transaction=False)
-            for keys, args in calls:
-                # ClusterPipeline refuses .evalsha(); the raw command routes by its keys.
-                pipe.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
-            results: list[Any] = await pipe.execute(raise_on_error=False)
-            for index, result in enumerate(results):
-                if isinstance(result, NoScriptError) or (
-                    isinstance(result, ResponseError) and "NOSCRIPT" in str(result)
-                ):
-                    # A restarted or failed-over Redis forgot the script: load it again.
-                    self._sha = await client.script_load(FLUSH_SCRIPT)
-                    keys, args = calls[index]
-                    results[index] = await client.evalsha(self._sha, len(keys), *keys, *args)
-        snapshots = []
-        for batch, result in zip(batches, results, strict=True):
+            for key in keys:
+                pipe.get(key)
+            states: list[Any] = await pipe.execute()
+        else:
+            # One command for every quiet site: cheaper for Redis than one read each.
+            states = await client.mget(keys)
+        ts = round(self.store_now(), 3)
+        for i, state in zip(quiet, states, strict=True):
+            if state is None:
+                continue
+            known = self.known[batches[i].site]
+            tag, _, due = _text(state).partition("|")
+            # Another instance may have moved the due time (a visitor it let go).
+            known.due = float(due) if due else math.inf
+            if tag == known.tag and now < known.due:
+                answers[i] = replace(known.snapshot, ts=ts)
+
+    async def _flush_scripts(
+        self,
+        client: aioredis.Redis | RedisCluster,
+        batches: list[SiteBatch],
+        places: list[int],
+        answers: list[SiteSnapshot | None],
+    ) -> None:
+        calls, held = [], []
+        for batch in batches:
+            known = self.known.get(batch.site)
+            if known is None or known.shape != _shape(batch) or batch.detail or batch.periods:
+                known = None
+            held.append(known)
+            calls.append(self._args(batch, known.tag if known is not None else ""))
+        pipe = client.pipeline(transaction=False)
+        for keys, args in calls:
+            # ClusterPipeline refuses .evalsha(); the raw command routes by its keys.
+            pipe.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        for index, result in enumerate(results):
+            if isinstance(result, NoScriptError) or (
+                isinstance(result, ResponseError) and "NOSCRIPT" in str(result)
+            ):
+                # A restarted or failed-over Redis forgot the script: load it again.
+                self._sha = await client.script_load(FLUSH_SCRIPT)
+                keys, args = calls[index]
+                results[index] = await client.evalsha(self._sha, len(keys), *keys, *args)
+        for batch, place, known, result in zip(batches, places, held, results, strict=True):
             if isinstance(result, Exception):
                 raise StoreUnavailable(f"flush of {batch.site}: {result}")
-            snapshots.append(_snapshot(batch.site, result))
-        return snapshots
+            answers[place] = self._answer(batch, known, json.loads(result))
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    def _answer(self, batch: SiteBatch, known: Known | None, data: dict[str, Any]) -> SiteSnapshot:
+        """The snapshot a script answered, or the one held when it answered `same`
+        (only to the flush that named the held snapshot's tag)."""
+        ts = float(data["ts"])
+        self._skew = ts - self.clock_offset - time.time()
+        if data.get("same") and known is not None:
+            snapshot = replace(known.snapshot, ts=ts)
+        else:
+            snapshot = _snapshot(batch.site, data)
+        latest = self.known.get(batch.site)
+        if latest is None or latest.flushed <= ts:
+            due = float(data["due"]) if data.get("due") else math.inf
+            kept = replace(snapshot, detail=None) if snapshot.detail is not None else snapshot
+            self.known[batch.site] = Known(
+                str(data["v"]), due, _shape(batch), int(ts // 60), ts, kept
+            )
+        return snapshot
 
 
 def _day(raw: list[Any]) -> DayCounts:
@@ -367,8 +487,16 @@ def _detail(raw: dict[str, Any]) -> SiteDetail:
     )
 
 
-def _snapshot(site: str, raw: bytes | str) -> SiteSnapshot:
-    data = json.loads(raw)
+def _shape(batch: SiteBatch) -> tuple[object, ...]:
+    """What a snapshot depends on besides the store: the day, and what was asked."""
+    return (batch.day, batch.trending_size, batch.want_yesterday and batch.yesterday)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _snapshot(site: str, data: dict[str, Any]) -> SiteSnapshot:
     return SiteSnapshot(
         site=site,
         online=int(data["online"]),

@@ -46,6 +46,10 @@
 --  13 dqi     ZSET timer slot -> slot (slots of dq:<slot> lists)
 --  14 vbi     ZSET "minute:part" -> minute (view buckets vb:<minute>:<part>)
 --  15 codes   HASH "a:<attrs>" -> code, "#<code>" -> attrs; counters "a#", "p#"
+--  16 st      STRING "TAG|DUE": TAG names the snapshot's content (it changes with
+--             anything a snapshot shows), DUE is when a flush with nothing new
+--             next has something to expire (store time, seconds; '' when never).
+--             Instances read it to skip flushing a quiet site (store/redis.py).
 -- ARGV: 1 key prefix "pp:{site}:", 2 the batch as JSON (see store/redis.py)
 
 local R = 4294967296
@@ -69,6 +73,7 @@ local inst, rank, pages, titles, total, onl, engn, erank =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local srcn, devn, pid, pname, dqi, vbi, codes =
   KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]
+local st = KEYS[16]
 local P = ARGV[1]
 local b = cjson.decode(ARGV[2])
 local t = redis.call('TIME')
@@ -79,6 +84,9 @@ local function ms(seconds)
   return math.floor((seconds - EPOCH) * 1000 + 0.5)
 end
 local nowms = ms(now)
+
+-- Set by every write that a snapshot (not the detail) can show.
+local changed = false
 
 local DIGIT = {}
 for d = 0, 35 do
@@ -205,6 +213,7 @@ end
 local function rank_down(page, amount)
   local s = redis.call('ZSCORE', rank, page)
   if s then
+    changed = true
     local v = tonumber(s) + amount
     if v > -0.5 then
       redis.call('ZREM', rank, page)
@@ -284,6 +293,7 @@ local function gone(r)
   end
   r.F, r.H, r.A = 'a', '', ''
   redis.call('DECR', onl)
+  changed = true
 end
 
 -- Expire whatever of the record is due: engaged pairs, pairs, the visitor.
@@ -456,6 +466,7 @@ for _, op in ipairs(b.ops) do
       end
       r.F, r.D = 'o', deadline
       redis.call('INCR', onl)
+      changed = true
     elseif deadline > r.D then
       r.D = deadline
     end
@@ -481,6 +492,7 @@ for _, op in ipairs(b.ops) do
         r.pg[id] = {deadline, nil}
         r.order[#r.order + 1] = id
         redis.call('ZINCRBY', rank, -R, page)
+        changed = true
         redis.call('ZADD', pages, now, page)
       elseif deadline > e[1] then
         e[1] = deadline
@@ -551,6 +563,7 @@ end
 
 -- 3. Views and titles. Views per minute go in buckets of 64 page ids.
 if #b.views > 0 then
+  changed = true
   local minute = math.floor(now / 60)
   local touched = {}
   local topk, top_added = P .. 'top:' .. b.day, false
@@ -581,8 +594,9 @@ end
 for _, pt in ipairs(b.titles) do
   -- Tracked pages only: the cap below then bounds titles too (excluded pages,
   -- goodbyes and HTTP beats name pages that are never tracked).
-  if redis.call('ZSCORE', pages, pt[1]) then
+  if redis.call('ZSCORE', pages, pt[1]) and redis.call('HGET', titles, pt[1]) ~= pt[2] then
     redis.call('HSET', titles, pt[1], pt[2])
+    changed = true
   end
 end
 local tracked = redis.call('ZCARD', pages)
@@ -592,6 +606,7 @@ if tracked > b.cap then
     local page = evicted[i]
     redis.call('HDEL', titles, page)
     redis.call('ZREM', rank, page)
+    changed = true
     redis.call('ZREM', erank, page)
     local id = redis.call('HGET', pid, page)
     if id then
@@ -651,6 +666,9 @@ do
 end
 
 -- 4. Day counters and the per-minute history.
+if visits > 0 or b.vt > 0 then
+  changed = true
+end
 if visits > 0 then
   redis.call('HINCRBY', dayk, 'visits', visits)
   redis.call('INCRBY', total, visits)
@@ -662,12 +680,15 @@ if b.vt > 0 then
   redis.call('EXPIRE', hours, DAY_TTL)
 end
 for i = 1, #uv, 500 do
-  redis.call('PFADD', uvk, unpack(uv, i, math.min(i + 499, #uv)))
+  if redis.call('PFADD', uvk, unpack(uv, i, math.min(i + 499, #uv))) == 1 then
+    changed = true
+  end
 end
 local online = math.max(0, tonumber(redis.call('GET', onl) or '0'))
 local peak = tonumber(redis.call('HGET', dayk, 'peak_online') or '0')
 if online > peak then
   redis.call('HSET', dayk, 'peak_online', online, 'peak_at', tostring(now))
+  changed = true
 end
 if visits > 0 or b.vt > 0 or online > peak or #uv > 0 then
   redis.call('EXPIRE', dayk, LONG_TTL)
@@ -710,6 +731,7 @@ if visits > 0 or b.vt > 0 or #uv > 0 then
       redis.call('ZREMRANGEBYRANK', P .. 'top:' .. last, 0, -TOP_DAY - 1)
     end
     redis.call('SET', P .. 'today', b.day)
+    changed = true -- yesterday's visitors are now a number
   end
 end
 local this_minute = math.floor(now / 60)
@@ -722,7 +744,39 @@ elseif online > tonumber(seen_this_minute) then
   redis.call('HSET', histk, this_minute, online)
 end
 
--- 5. The snapshot.
+-- 5. The content's tag and when the site next has something due. An
+-- instance that already holds the snapshot of this tag gets only the tag.
+local old_state = redis.call('GET', st) or ''
+local tag = string.match(old_state, '^([^|]*)|')
+if changed or not tag or tag == '' then
+  local epoch, n = string.match(tag or '', '^(.*)%.(%d+)$')
+  if not epoch then
+    epoch, n = b36(nowms), 0 -- a new series: no old tag can match it
+  end
+  tag = epoch .. '.' .. (tonumber(n) + 1)
+end
+local next_due = nil
+local first_slot = redis.call('ZRANGE', dqi, 0, 0)[1]
+if first_slot then
+  next_due = EPOCH + tonumber(first_slot) * SLOT_MS / 1000
+end
+local first_part = redis.call('ZRANGE', vbi, 0, 0, 'WITHSCORES')
+if first_part[2] then
+  local expires = (tonumber(first_part[2]) + 1) * 60 + b.win
+  if next_due == nil or expires < next_due then
+    next_due = expires
+  end
+end
+next_due = next_due and string.format('%.3f', next_due) or ''
+local state = tag .. '|' .. next_due
+if state ~= old_state then
+  redis.call('SET', st, state)
+end
+if b.kv == tag and not b.detail and not b.pm then
+  return cjson.encode({same = 1, v = tag, due = next_due, ts = string.format('%.3f', now)})
+end
+
+-- 6. The snapshot.
 local function top(n)
   local ranked = redis.call('ZRANGE', rank, 0, n - 1, 'WITHSCORES')
   local out = {}
@@ -753,6 +807,8 @@ local answer = {
   today = day_counts(dayk, uvk),
   total = tonumber(redis.call('GET', total) or '0'),
   ts = string.format('%.3f', now),
+  v = tag,
+  due = next_due,
 }
 if b.y ~= false then
   answer.yesterday = day_counts(P .. 'day:' .. b.y, P .. 'uv:' .. b.y)

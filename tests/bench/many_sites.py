@@ -1,0 +1,376 @@
+"""Benchmark what many small sites cost: S sites x I instances x R readers a site.
+
+    python tests/bench/many_sites.py --sites 200 --instances 1 --readers 4 --mode quiet
+    python tests/bench/many_sites.py --sites 200 --instances 4 --readers 4 --mode quiet
+
+Installs the service of `--service-revision` the way the README does (`pip
+install .` into a fresh venv, cached per commit), starts one private
+redis-server and I `portalpulse serve` processes sharing it, each with the
+same S sites, then opens R WebSocket readers per site, reader k of a site on
+instance k mod I (so with R >= I every instance holds every site).
+`--mode quiet`: readers say hello on one page and beat every 15 s with nothing
+new (nothing a reader can see changes). `--mode churn`: every beat opens a new
+page (a view, a new trending order). After `--settle` seconds it measures for
+`--duration` seconds and prints Redis CPU (INFO CPU), the commands Redis ran
+(INFO commandstats, script bodies included) and the services' CPU (/proc),
+each per site-second. Not a pytest test; figures in docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import measures
+from stack import (
+    REPO,
+    RedisProc,
+    ServiceProc,
+    cpu_seconds,
+    machine_cpu,
+    raise_fd_limit,
+    rss_kb,
+    with_children,
+)
+from wsclient import WsClient
+
+ORIGIN = "https://bench.portalpulse.test"
+SOURCES = [f"127.0.0.{n}" for n in range(2, 251)]
+VENVS = Path(tempfile.gettempdir()) / "portalpulse-bench-venvs"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sites", type=int, default=200)
+    p.add_argument("--instances", type=int, default=1)
+    p.add_argument("--readers", type=int, default=4, help="readers per site")
+    p.add_argument("--mode", choices=("quiet", "churn"), default="quiet")
+    p.add_argument("--duration", type=float, default=60, help="measurement window, seconds")
+    p.add_argument("--settle", type=float, default=20, help="seconds after the ramp, unmeasured")
+    p.add_argument("--service-revision", default="HEAD", help="git revision of the service")
+    p.add_argument("--redis", help="use this Redis (e.g. a Cluster node) instead of a private one")
+    p.add_argument(
+        "--wait-quiet", type=float, default=60, help="wait up to this long for idle CPUs"
+    )
+    p.add_argument("--out", help="write the JSON summary here")
+    return p.parse_args(argv)
+
+
+def installed(revision: str) -> tuple[Path, str]:
+    """A venv with the service of `revision` installed as the README says (cached)."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", revision], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    venv = VENVS / commit[:12]
+    if (venv / "bin" / "portalpulse").exists():
+        return venv, commit
+    src = VENVS / f"src-{commit[:12]}"
+    src.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", commit], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    print(f"[install] pip install . ({commit[:12]}) into {venv}", flush=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(src)], check=True, cwd=str(src))
+    return venv, commit
+
+
+class Instance(ServiceProc):
+    """`portalpulse serve` from an installed venv, with every benchmark site."""
+
+    def __init__(self, workdir: Path, redis_url: str, venv: Path, sites: list[str]) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir, redis_url, sites[0], source=REPO)
+        self.venv = venv
+        self.sites = sites
+
+    def start(self) -> None:
+        lines = [
+            "[server]",
+            "beat_interval = 15",
+            "push_interval = 1.0",
+            "presence_ttl = 45",
+            "leave_grace = 5",
+            'log_level = "warning"',
+            "",
+        ]
+        for site in self.sites:
+            lines += [f"[sites.{site}]", f'name = "Cổng {site}"', 'origins = ["*"]', ""]
+        self.config.write_text("\n".join(lines))
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PORTALPULSE_CONFIG")}
+        command = [str(self.venv / "bin" / "portalpulse"), "serve", "--config", str(self.config)]
+        command += ["--port", str(self.port), "--redis", self.redis_url]
+        self.proc = subprocess.Popen(
+            command,
+            stdout=open(self.log, "wb"),  # noqa: SIM115 - kept for the child
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.workdir,
+            preexec_fn=raise_fd_limit,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if self.get("/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("portalpulse serve not ready:\n" + self.log_tail())
+
+
+class Reader(WsClient):
+    """A widget on a quiet page (beats with nothing new), or one that keeps reading on."""
+
+    def __init__(self, port: int, site: str, visitor: str, page: int, churn: bool) -> None:
+        super().__init__("127.0.0.1", port, f"/ws?site={site}", ORIGIN)
+        self.visitor, self.page, self.churn = visitor, page, churn
+        self.snapshots = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _page(self) -> str:
+        return f'{{"path":"/tin/{self.page}.html","title":"Tin {self.page}"}}'
+
+    def on_open(self) -> None:
+        self.send_text(
+            f'{{"type":"hello","visitor":"{self.visitor}","pages":[{self._page()}],"engaged":true}}'
+        )
+        self._timer = asyncio.get_running_loop().call_later(random.uniform(0, 15), self.beat)
+
+    def beat(self) -> None:
+        if not self.open:
+            return
+        if self.churn:
+            self.page = random.randrange(1, 50)
+            self.send_text(f'{{"type":"beat","engaged":true,"pages":[{self._page()}]}}')
+        else:
+            self.send_text('{"type":"beat","engaged":true}')
+        self._timer = asyncio.get_running_loop().call_later(random.uniform(13.5, 16.5), self.beat)
+
+    def on_text(self, payload: bytes, received_at: float) -> None:
+        if payload.startswith(b'{"type":"snapshot"'):
+            self.snapshots += 1
+
+    def on_closed(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def readers_main(plan: list[tuple[int, str]], churn: bool, control: Any, results: Any) -> None:
+    """One load-generator process: open every (port, site) reader, hold until told to stop."""
+    raise_fd_limit()
+
+    async def main() -> dict[str, int]:
+        readers: list[Reader] = []
+        failed = 0
+        gate = asyncio.Semaphore(100)
+        loop = asyncio.get_running_loop()
+
+        async def one(n: int, port: int, site: str) -> None:
+            nonlocal failed
+            visitor = "".join(random.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=22))
+            reader = Reader(port, site, visitor, random.randrange(1, 50), churn)
+            async with gate:
+                try:
+                    source = (SOURCES[n % len(SOURCES)], 0)
+                    await loop.create_connection(
+                        lambda: reader, "127.0.0.1", port, local_addr=source
+                    )
+                    await asyncio.wait_for(asyncio.shield(reader.ready), 20)
+                except (OSError, TimeoutError, ConnectionError):
+                    failed += 1
+                    reader.abort()
+                    return
+            readers.append(reader)
+
+        await asyncio.gather(*(one(n, port, site) for n, (port, site) in enumerate(plan)))
+        control[0] = len(readers)
+        control[1] = failed
+        while not control[2]:
+            await asyncio.sleep(0.2)
+        report = {
+            "held": sum(1 for r in readers if r.open),
+            "failed": failed,
+            "snapshots": sum(r.snapshots for r in readers),
+        }
+        for reader in readers:
+            reader.abort()
+        return report
+
+    results.send(asyncio.run(main()))
+
+
+def redis_cpu(info: dict[str, Any]) -> float:
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+class ManySites:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.workdir = Path(tempfile.mkdtemp(prefix="portalpulse-many-"))
+        self.venv, self.commit = installed(args.service_revision)
+        self.redis = RedisProc(self.workdir)
+        self.sites = [f"s{n:05d}" for n in range(args.sites)]
+        url = args.redis or self.redis.url
+        self.instances = [
+            Instance(self.workdir / f"i{n}", url, self.venv, self.sites)
+            for n in range(args.instances)
+        ]
+        self.result: dict[str, Any] = {"args": vars(args), "service_commit": self.commit}
+
+    def run(self) -> dict[str, Any]:
+        args = self.args
+        ctx = multiprocessing.get_context("fork")
+        control = ctx.RawArray("d", 3)
+        receiver, sender = ctx.Pipe(duplex=False)
+        worker = None
+        try:
+            self._wait_quiet()
+            if not args.redis:
+                self.redis.start()
+            for instance in self.instances:
+                instance.start()
+            plan = [
+                (self.instances[k % args.instances].port, site)
+                for site in self.sites
+                for k in range(args.readers)
+            ]
+            worker = ctx.Process(
+                target=readers_main, args=(plan, args.mode == "churn", control, sender)
+            )
+            worker.start()
+            deadline = time.monotonic() + 120
+            while control[0] + control[1] < len(plan) and time.monotonic() < deadline:
+                time.sleep(1)
+            print(f"[ramp] {int(control[0])} readers open, {int(control[1])} failed", flush=True)
+            time.sleep(args.settle)
+            before = self._readings()
+            time.sleep(args.duration)
+            after = self._readings()
+            control[2] = 1
+            clients = receiver.recv() if receiver.poll(30) else {}
+            self._summarise(before, after, clients, worker.pid or 0)
+        finally:
+            control[2] = 1
+            for instance in self.instances:
+                self.result.setdefault("log_tails", []).append(instance.log_tail(5))
+                instance.stop()
+            if not args.redis:
+                self.redis.stop()
+            if worker is not None:
+                worker.join(10)
+                if worker.is_alive():
+                    worker.kill()
+        return self.result
+
+    def _wait_quiet(self) -> None:
+        deadline = time.monotonic() + self.args.wait_quiet
+        while True:
+            before = machine_cpu()
+            time.sleep(2)
+            after = machine_cpu()
+            busy = (os.cpu_count() or 1) - sum(after[k] - before[k] for k in ("idle", "iowait")) / 2
+            self.result["busy_before_start"] = round(busy, 2)
+            if busy < 0.3 or time.monotonic() > deadline:
+                return
+            print(f"[wait] others keep {busy:.0%} of a CPU busy", flush=True)
+
+    def _redis_info(self) -> dict[str, Any]:
+        if self.args.redis:
+            import redis
+
+            with redis.Redis.from_url(self.args.redis) as client:
+                return dict(client.info("all"))
+        return self.redis.info("all")
+
+    def _readings(self) -> dict[str, Any]:
+        service = [pid for i in self.instances for pid in with_children(i.pid)]
+        return {
+            "wall": time.time(),
+            "redis": self._redis_info(),
+            "service_cpu": sum(cpu_seconds(pid) for pid in service),
+            "service_rss_kb": sum(rss_kb(pid) for pid in service),
+            "machine": machine_cpu(),
+        }
+
+    def _summarise(
+        self, before: dict[str, Any], after: dict[str, Any], clients: dict[str, Any], pid: int
+    ) -> None:
+        seconds = after["wall"] - before["wall"]
+        site_seconds = len(self.sites) * seconds
+        r0, r1 = before["redis"], after["redis"]
+        calls = measures.commandstats_delta(r1, r0)
+        busy = sum(after["machine"][k] - before["machine"][k] for k in after["machine"])
+        idle = sum(after["machine"][k] - before["machine"][k] for k in ("idle", "iowait"))
+        service_cpu = after["service_cpu"] - before["service_cpu"]
+        redis_cpu_s = redis_cpu(r1) - redis_cpu(r0)
+        self.result["window"] = {
+            "seconds": round(seconds, 1),
+            "readers_held": clients.get("held"),
+            "readers_failed": clients.get("failed"),
+            "snapshots_per_reader": clients.get("snapshots", 0) / max(1, clients.get("held") or 1),
+            "redis_cpu_share": redis_cpu_s / seconds,
+            "redis_us_per_site_second": redis_cpu_s * 1e6 / site_seconds,
+            "redis_calls": calls,
+            "redis_commands_per_site_second": sum(calls.values()) / site_seconds,
+            "evalsha_per_site_second": calls.get("evalsha", 0) / site_seconds,
+            "service_cpu_share": service_cpu / seconds,
+            "service_us_per_site_second": service_cpu * 1e6 / site_seconds,
+            "service_rss_mib": after["service_rss_kb"] / 1024,
+            "machine_busy_other_share": (busy - idle) / seconds
+            - (service_cpu + redis_cpu_s) / seconds,
+        }
+        del pid
+
+
+def report(result: dict[str, Any]) -> str:
+    a, w = result["args"], result["window"]
+    top = ", ".join(
+        f"{name} {n / w['seconds']:.0f}/s" for name, n in list(w["redis_calls"].items())[:6]
+    )
+    rows = [
+        ("service", f"{result['service_commit'][:12]} (pip install . into a venv)"),
+        (
+            "sites x instances x readers",
+            f"{a['sites']} x {a['instances']} x {a['readers']} ({a['mode']})",
+        ),
+        ("readers held / failed", f"{w['readers_held']} / {w['readers_failed']}"),
+        ("window", f"{w['seconds']} s"),
+        ("snapshots per reader (whole run)", f"{w['snapshots_per_reader']:.1f}"),
+        ("Redis CPU", f"{w['redis_cpu_share']:.1%} of a core"),
+        ("Redis CPU per site-second", f"{w['redis_us_per_site_second']:.1f} µs"),
+        ("Redis commands per site-second", f"{w['redis_commands_per_site_second']:.1f}"),
+        ("EVALSHA per site-second", f"{w['evalsha_per_site_second']:.2f}"),
+        ("Redis commands", top),
+        ("service CPU (all instances)", f"{w['service_cpu_share']:.1%} of a core"),
+        ("service CPU per site-second", f"{w['service_us_per_site_second']:.1f} µs"),
+        ("service RSS (all instances)", f"{w['service_rss_mib']:.0f} MiB"),
+        ("other processes", f"{w['machine_busy_other_share']:.0%} of a CPU"),
+    ]
+    return measures.table(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    bench = ManySites(args)
+    print(f"work dir {bench.workdir}", flush=True)
+    result = bench.run()
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2, default=str))
+    print(report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""A quiet site costs the store next to nothing, and loses nothing for it.
+
+A flush that carries nothing new for a site whose snapshot the instance
+already holds reads one key instead of running the flush script, yet every
+change made through another instance, and every expiry, shows at once.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio.cluster import RedisCluster
+from test_store_contract import GRACE, TTL, batch, flush, hold, later, leave, store
+
+from portalpulse.store.base import OpKind, PresenceOp, Store
+from portalpulse.store.redis import RedisStore
+
+__all__ = ["store"]  # the fixture: every store, embedded, Redis and Cluster
+
+
+async def scripts_run(store: Store) -> int:
+    """How many flush scripts the store's Redis has run (INFO commandstats)."""
+    if not isinstance(store, RedisStore) or store.client is None:
+        return 0
+    if isinstance(store.client, RedisCluster):
+        infos = await store.client.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+        per_node = list(infos.values())
+    else:
+        per_node = [await store.client.info("commandstats")]
+    return sum(int(info.get("cmdstat_evalsha", {}).get("calls", 0)) for info in per_node)
+
+
+async def second_instance(store: Store) -> Store:
+    if isinstance(store, RedisStore):
+        other = RedisStore(store.url, store.clock_offset)
+        await other.open()
+        return other
+    return store  # the embedded store is one process: one instance holds everything
+
+
+async def test_quiet_flushes_run_no_script_yet_see_other_instances_and_expiry(
+    store: Store,
+) -> None:
+    other = await second_instance(store)
+    try:
+        reader, passer = "quiet-reader-0001", "passing-reader-01"
+        await flush(store, hold(reader, "/a"))
+        before = await scripts_run(store)
+        for _ in range(5):
+            snap = await flush(store)
+            assert snap.online == 1
+            assert [p.path for p in snap.trending] == ["/a"]
+        if isinstance(store, RedisStore):
+            assert await scripts_run(store) == before, "a quiet site runs no flush script"
+        # An arrival through the other instance shows in this one's next flush.
+        (seen,) = await other.flush([batch("s1", hold(passer, "/b"), store=other)])
+        assert seen.online == 2
+        snap = await flush(store)
+        assert snap.online == 2 and {p.path for p in snap.trending} == {"/a", "/b"}
+        assert snap.today.visits == 2
+        # Its departure shows once the grace is over, with no flush of the other
+        # instance in between: this one runs the expiry when it falls due.
+        await other.flush([batch("s1", leave(passer, "/b"), store=other)])
+        assert (await flush(store)).online == 2, "within the grace"
+        await later(store, GRACE + 0.5)
+        snap = await flush(store)
+        assert snap.online == 1 and [p.path for p in snap.trending] == ["/a"]
+        # The reader this instance holds is refreshed; unrefreshed, it expires on time.
+        await later(store, TTL - 1)
+        snap = await flush(store, PresenceOp(OpKind.REFRESH, reader, ("/a",)))
+        assert snap.online == 1
+        await later(store, TTL - 1)
+        assert (await flush(store)).online == 1
+        await later(store, 2)
+        snap = await flush(store)
+        assert snap.online == 0 and snap.trending == ()
+    finally:
+        if other is not store:
+            await other.close()
+
+
+async def test_views_and_titles_from_another_instance_show_on_a_quiet_one(store: Store) -> None:
+    other = await second_instance(store)
+    try:
+        await flush(store, hold("quiet-reader-0002", "/a"))
+        await flush(store)
+        await other.flush([batch("s1", views={"/c": 3}, titles={"/c": "Tin C"}, store=other)])
+        snap = await flush(store)
+        assert [(p.path, p.title, p.views) for p in snap.trending] == [
+            ("/a", "", 0),  # a reader first, then views
+            ("/c", "Tin C", 3),
+        ]
+        assert snap.today.views == 3
+        # A new title alone is news too.
+        await other.flush([batch("s1", titles={"/c": "Tin C (cập nhật)"}, store=other)])
+        snap = await flush(store)
+        assert snap.trending[1].title == "Tin C (cập nhật)"
+    finally:
+        if other is not store:
+            await other.close()
