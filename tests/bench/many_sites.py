@@ -34,12 +34,14 @@ from typing import Any
 import measures
 from stack import (
     REPO,
+    SERVER_TIMING,
     RedisProc,
     ServiceProc,
     cpu_seconds,
     machine_cpu,
     raise_fd_limit,
     rss_kb,
+    wait_idle,
     with_children,
 )
 from wsclient import WsClient
@@ -96,15 +98,7 @@ class Instance(ServiceProc):
         self.sites = sites
 
     def start(self) -> None:
-        lines = [
-            "[server]",
-            "beat_interval = 15",
-            "push_interval = 1.0",
-            "presence_ttl = 45",
-            "leave_grace = 5",
-            'log_level = "warning"',
-            "",
-        ]
+        lines = [*SERVER_TIMING, ""]
         for site in self.sites:
             lines += [f"[sites.{site}]", f'name = "Cổng {site}"', 'origins = ["*"]', ""]
         self.config.write_text("\n".join(lines))
@@ -275,16 +269,7 @@ class ManySites:
         return self.result
 
     def _wait_quiet(self) -> None:
-        deadline = time.monotonic() + self.args.wait_quiet
-        while True:
-            before = machine_cpu()
-            time.sleep(2)
-            after = machine_cpu()
-            busy = (os.cpu_count() or 1) - sum(after[k] - before[k] for k in ("idle", "iowait")) / 2
-            self.result["busy_before_start"] = round(busy, 2)
-            if busy < 0.3 or time.monotonic() > deadline:
-                return
-            print(f"[wait] others keep {busy:.0%} of a CPU busy", flush=True)
+        self.result["busy_before_start"] = wait_idle(self.args.wait_quiet, 0.3)
 
     def _redis_info(self) -> dict[str, Any]:
         if self.args.redis:

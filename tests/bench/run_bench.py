@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import multiprocessing
-import os
 import shutil
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from stack import (
     machine_cpu,
     rss_kb,
     scheduling,
+    wait_idle,
     with_children,
 )
 from summary import report
@@ -136,17 +136,7 @@ class Bench:
 
     def _wait_quiet(self) -> None:
         """Others may share this machine (test suites, builds): start when it is idle."""
-        deadline = time.monotonic() + self.args.wait_quiet
-        while True:
-            before = machine_cpu()
-            time.sleep(2)
-            after = machine_cpu()
-            idle = sum(after[k] - before[k] for k in ("idle", "iowait")) / 2
-            busy = (os.cpu_count() or 1) - idle
-            self.result["busy_before_start"] = round(busy, 2)
-            if busy < 0.2 or time.monotonic() > deadline:
-                return
-            print(f"[wait] others keep {busy:.0%} of a CPU busy", flush=True)
+        self.result["busy_before_start"] = wait_idle(self.args.wait_quiet, 0.2)
 
     def _start_workers(self) -> None:
         args = self.args

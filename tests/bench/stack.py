@@ -21,6 +21,15 @@ import redis
 
 REPO = Path(__file__).resolve().parents[2]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SERVER_TIMING = (
+    "[server]",
+    "beat_interval = 15",
+    "push_interval = 1.0",
+    "presence_ttl = 45",
+    "leave_grace = 5",
+    'log_level = "warning"',
+)
+"""The [server] table of every benchmark: the default timing, quiet logs."""
 
 
 def free_port() -> int:
@@ -83,6 +92,21 @@ def machine_cpu() -> dict[str, float]:
     names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     return {name: int(value) / CLOCK_TICKS for name, value in zip(names, fields, strict=False)}
+
+
+def wait_idle(seconds: float, busy_below: float) -> float:
+    """Others may share this machine (test suites, builds): wait up to `seconds` until
+    they keep less than `busy_below` CPUs busy. Returns the last busy figure."""
+    deadline = time.monotonic() + seconds
+    while True:
+        before = machine_cpu()
+        time.sleep(2)
+        after = machine_cpu()
+        idle = sum(after[k] - before[k] for k in ("idle", "iowait")) / 2
+        busy = (os.cpu_count() or 1) - idle
+        if busy < busy_below or time.monotonic() > deadline:
+            return round(busy, 2)
+        print(f"[wait] others keep {busy:.0%} of a CPU busy", flush=True)
 
 
 def _stop(proc: subprocess.Popen[bytes] | None, wait: float = 15.0) -> None:
@@ -218,12 +242,7 @@ class ServiceProc:
 
     def start(self) -> None:
         lines = [
-            "[server]",
-            "beat_interval = 15",
-            "push_interval = 1.0",
-            "presence_ttl = 45",
-            "leave_grace = 5",
-            'log_level = "warning"',
+            *SERVER_TIMING,
             *self.server_lines,
             "",
             f"[sites.{self.site}]",
