@@ -235,10 +235,15 @@ def _to_login(request: Request) -> Response:
 
 
 async def home(request: Request) -> Response:
-    """`GET /dashboard/`: the page for a signed-in editor; else off to sign in."""
+    """`GET /dashboard/`: the page for a signed-in editor (`?wall=1`: wall mode); else
+    off to sign in."""
     if session_of(request) is None:
         return _to_login(request)
-    return HTMLResponse(assets.text("index.html"), headers=assets.PRIVATE)
+    page = assets.text("index.html")
+    if request.query_params.get("wall") == "1":
+        # Wall mode from the first paint: set by the script, it would move everything once.
+        page = page.replace('<html lang="vi">', '<html lang="vi" class="wall">', 1)
+    return HTMLResponse(page, headers=assets.PRIVATE)
 
 
 async def home_without_slash(request: Request) -> Response:

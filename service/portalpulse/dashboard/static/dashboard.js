@@ -68,6 +68,21 @@
       same_time_yesterday: "Hôm qua đến giờ này",
       fullscreen: "Toàn màn hình",
       none: "Chưa có",
+      wall: "Màn hình lớn",
+      close: "Đóng",
+      click_hint: "Bấm vào một bài để xem chi tiết",
+      rising: "Đang lên",
+      rising_title: "Số người đọc đã gấp 3 lần mức trung bình 15 phút qua",
+      quiet_pages: "Có lượt xem trong 30 phút, nay không ai đọc",
+      views_hour: "Lượt xem 1 giờ",
+      engaged_time: "Đọc tích cực TB",
+      readers_per_minute: "Người đang đọc từng phút, 60 phút qua",
+      recirculation: "Đến từ bài khác của cổng",
+      drill_explain: "Một giờ qua. Thời gian đọc tích cực là ước tính: số người đọc tích cực mỗi phút, chia cho số lượt xem.",
+      minutes_seconds: "{m} phút {s} giây",
+      seconds: "{s} giây",
+      no_data: "Chưa có số liệu cho bài này trong giờ qua.",
+      open_page: "Mở bài viết ↗",
     },
     en: {
       title: "Readership dashboard — Portal Pulse",
@@ -123,6 +138,21 @@
       same_time_yesterday: "Yesterday by this time",
       fullscreen: "Full screen",
       none: "None yet",
+      wall: "Wall mode",
+      close: "Close",
+      click_hint: "Click an article for its detail",
+      rising: "Rising",
+      rising_title: "Readers reached 3 times its average of the last 15 minutes",
+      quiet_pages: "Viewed in the last 30 minutes, nobody reading now",
+      views_hour: "Views, 1 hour",
+      engaged_time: "Avg. engaged time",
+      readers_per_minute: "Readers per minute, last 60 minutes",
+      recirculation: "From other articles of the portal",
+      drill_explain: "The last hour. Engaged time is an estimate: engaged readers each minute, shared among the views.",
+      minutes_seconds: "{m} min {s} s",
+      seconds: "{s} s",
+      no_data: "No figures for this article in the last hour yet.",
+      open_page: "Open the article ↗",
     },
   };
   var REFERRER_NAMES = {
@@ -132,7 +162,9 @@
   };
   var SOURCE_KEYS = ["direct", "search", "social", "internal", "other"];
   var DEVICE_KEYS = ["mobile", "tablet", "desktop", "unknown"];
-  var COLORS = { online: "#4fc3f7", today: "#ffb74d", yesterday: "#9e9e9e", grid: "#2c3440", axis: "#c9d1d9" };
+  var COLORS = { online: "#4fc3f7", today: "#ffb74d", yesterday: "#9e9e9e", grid: "#2c3440", axis: "#c9d1d9", engaged: "#66bb6a" };
+  var MAX_QUIET_ROWS = 5;      // pages with views but no reader, listed after those being read
+  var DRILL_EVERY_MS = 10000;  // the open drill-down is read again this often
 
   var state = {
     lang: "vi",
@@ -146,6 +178,7 @@
     charts: { minutes: null, hours: null },
     range: 60,        // minutes the online chart spans
     history: null,    // [[ts, online], ...] for a range beyond the live frame's hour
+    drill: { path: null, data: null, chart: null, timer: null },
   };
 
   function $(id) { return document.getElementById(id); }
@@ -219,6 +252,7 @@
       el.textContent = t(el.dataset.i18n);
     });
     $("lang-toggle").textContent = t("other_lang");
+    $("wall-toggle").setAttribute("aria-pressed", String(isWall()));
     $("logout-form").action = "/dashboard/logout?lang=" + state.lang;
   }
 
@@ -281,7 +315,15 @@
       title = document.createElement("span");
     }
     title.className = "title";
-    title.textContent = label;
+    title.title = label;  // the whole title, when two lines are not enough
+    if (page.rising) {
+      var badge = document.createElement("span");
+      badge.className = "rising-badge";
+      badge.textContent = "▲ " + t("rising");
+      badge.title = t("rising_title");
+      title.appendChild(badge);
+    }
+    title.appendChild(document.createTextNode(label));
     cell.appendChild(title);
     var path = document.createElement("span");
     path.className = "path";
@@ -298,25 +340,48 @@
     return cell;
   }
 
+  function pageRow(page, rank, base) {
+    var row = document.createElement("tr");
+    row.dataset.path = page.path;
+    row.tabIndex = 0;
+    if (page.rising) row.classList.add("rising");
+    if (page.path === state.drill.path) row.setAttribute("aria-selected", "true");
+    var cell = document.createElement("td");
+    cell.className = "rank";
+    cell.textContent = String(rank);
+    row.appendChild(cell);
+    row.appendChild(pageCell(page, base));
+    row.appendChild(numberCell(page.readers, "readers"));
+    row.appendChild(numberCell(page.engaged, "engaged"));
+    row.appendChild(numberCell(page.views, "views"));
+    return row;
+  }
+
+  // Pages being read first, most readers first (the frame's order); pages with
+  // views but nobody reading now come after, under a line of their own, a few.
   function renderPages(pages) {
     var body = $("pages");
     var base = siteUrl();
     var rows = document.createDocumentFragment();
-    (pages || []).forEach(function (page, index) {
-      var row = document.createElement("tr");
-      row.dataset.path = page.path;
-      var rank = document.createElement("td");
-      rank.className = "rank";
-      rank.textContent = String(index + 1);
-      row.appendChild(rank);
-      row.appendChild(pageCell(page, base));
-      row.appendChild(numberCell(page.readers, "readers"));
-      row.appendChild(numberCell(page.engaged, "engaged"));
-      row.appendChild(numberCell(page.views, "views"));
-      rows.appendChild(row);
-    });
+    var read = (pages || []).filter(function (p) { return p.readers > 0; });
+    var quiet = (pages || []).filter(function (p) { return !(p.readers > 0); }).slice(0, MAX_QUIET_ROWS);
+    read.forEach(function (page, index) { rows.appendChild(pageRow(page, index + 1, base)); });
+    if (quiet.length) {
+      var head = document.createElement("tr");
+      head.className = "quiet-head";
+      var cell = document.createElement("td");
+      cell.colSpan = 5;
+      cell.textContent = t("quiet_pages");
+      head.appendChild(cell);
+      rows.appendChild(head);
+      quiet.forEach(function (page, index) {
+        var row = pageRow(page, read.length + index + 1, base);
+        row.classList.add("quiet");
+        rows.appendChild(row);
+      });
+    }
     body.replaceChildren(rows);
-    $("pages-empty").hidden = (pages || []).length > 0;
+    $("pages-empty").hidden = read.length > 0;
   }
 
   function renderBars(containerId, entries) {
@@ -386,6 +451,15 @@
       font: "14px system-ui, sans-serif",
     };
     return Object.assign(base, extra || {});
+  }
+
+  // Counts on a y axis in the dashboard's language ("1.000" in Vietnamese), not the browser's.
+  function countAxis() {
+    return axis({
+      size: 64,
+      incrs: [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 2500, 5e3, 1e4, 2e4, 25e3, 5e4, 1e5, 2e5, 5e5, 1e6],
+      values: function (u, splits) { return splits.map(function (n) { return number(n); }); },
+    });
   }
 
   // The online chart's points: the live frame's last hour, laid over the history
@@ -470,7 +544,7 @@
             return splits.map(function (ts) { return state.range > 1440 ? dayAndTime(ts) : clock(ts); });
           },
         }),
-        axis({ size: 60 }),
+        countAxis(),
       ],
     }, minutesData(frame), el);
   }
@@ -495,7 +569,7 @@
       ],
       axes: [
         axis({ values: function (u, splits) { return splits.map(function (h) { return h + "h"; }); }, incrs: [1, 2, 3, 6] }),
-        axis({ size: 60 }),
+        countAxis(),
       ],
     }, hoursData(frame), el);
   }
@@ -572,9 +646,174 @@
     $("updated").textContent = t("updated", { t: clock(frame.ts, true) });
   }
 
+  // -- one article: the drill-down ---------------------------------------------------
+
+  function duration(seconds) {
+    if (typeof seconds !== "number" || !isFinite(seconds)) return "–";
+    var m = Math.floor(seconds / 60), sec = Math.round(seconds % 60);
+    var padded = (sec < 10 ? "0" : "") + sec;
+    return m > 0 ? t("minutes_seconds", { m: number(m), s: padded }) : t("seconds", { s: String(sec) });
+  }
+
+  function titleOf(path) {
+    var pages = (state.frame && state.frame.pages) || [];
+    for (var i = 0; i < pages.length; i++) {
+      if (pages[i].path === path && pages[i].title) return pages[i].title;
+    }
+    return path;
+  }
+
+  function drillChartData(body) {
+    // Every minute of the hour, with 0 where nobody read (the store leaves those out).
+    var points = new Map();
+    (body.minutes || []).forEach(function (p) { points.set(p[0], p); });
+    var end = Math.floor((state.frame && state.frame.ts ? state.frame.ts : Date.now() / 1000) / 60) * 60;
+    var last = (body.minutes || []).length ? body.minutes[body.minutes.length - 1][0] : end;
+    end = Math.max(end, last);
+    var xs = [], readers = [], engaged = [];
+    for (var ts = end - 59 * 60; ts <= end; ts += 60) {
+      var p = points.get(ts);
+      xs.push(ts);
+      readers.push(p ? p[1] : 0);
+      engaged.push(p ? p[2] : 0);
+    }
+    return [xs, readers, engaged];
+  }
+
+  function renderDrillChart(body) {
+    var data = drillChartData(body);
+    if (typeof uPlot === "undefined") return;
+    if (state.drill.chart) { state.drill.chart.setData(data); return; }
+    var el = $("drill-chart");
+    state.drill.chart = new uPlot({
+      width: Math.max(200, el.clientWidth),
+      height: Math.max(140, el.clientHeight || 200) - 30,
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), state.timezone); },
+      legend: { show: true, live: false },
+      cursor: { drag: { x: false, y: false } },
+      scales: { y: { range: function (u, min, max) { return [0, Math.max(5, Math.ceil(max * 1.15))]; } } },
+      series: [
+        {},
+        { label: t("readers"), stroke: COLORS.online, width: 2, fill: "rgba(79,195,247,0.18)" },
+        { label: t("engaged_short"), stroke: COLORS.engaged, width: 2 },
+      ],
+      axes: [axis({ space: 70, values: function (u, splits) { return splits.map(function (ts) { return clock(ts); }); } }), countAxis()],
+    }, data, el);
+  }
+
+  function renderDrill(body) {
+    state.drill.data = body;
+    $("drill-title").textContent = body.title || titleOf(body.path);
+    var link = $("drill-link");
+    var base = siteUrl();
+    link.textContent = body.path + (base ? "  " + t("open_page") : "");
+    if (base && body.path.charAt(0) === "/" && body.path.charAt(1) !== "/") link.href = base + body.path;
+    else link.removeAttribute("href");
+    setNumber("drill-readers", body.readers);
+    setNumber("drill-views", body.views);
+    var engagedTime = $("drill-engaged-time");
+    engagedTime.textContent = duration(body.engaged_seconds);
+    engagedTime.dataset.value = String(body.engaged_seconds);
+    renderBars("drill-sources", fixedEntries(SOURCE_KEYS, body.sources));
+    renderBars("drill-devices", fixedEntries(DEVICE_KEYS, body.devices));
+    renderBars("drill-referrers", referrerEntries(body.referrers));
+    var list = document.createDocumentFragment();
+    (body.internal || []).forEach(function (item) {
+      var li = document.createElement("li");
+      li.dataset.path = item.path;
+      li.dataset.value = String(item.views);
+      var name = document.createElement("span");
+      name.className = "from";
+      name.textContent = titleOf(item.path);
+      name.title = item.path;
+      var count = document.createElement("span");
+      count.className = "count";
+      count.textContent = number(item.views);
+      li.appendChild(name);
+      li.appendChild(count);
+      list.appendChild(li);
+    });
+    if (!(body.internal || []).length) {
+      var none = document.createElement("li");
+      none.className = "empty";
+      none.textContent = t("none");
+      list.appendChild(none);
+    }
+    $("drill-internal").replaceChildren(list);
+    renderDrillChart(body);
+  }
+
+  function loadDrill() {
+    var site = state.site, path = state.drill.path;
+    if (!site || !path) return;
+    var url = "/dashboard/api/sites/" + encodeURIComponent(site) + "/pages?path=" + encodeURIComponent(path);
+    fetch(url, { credentials: "same-origin", cache: "no-store" })
+      .then(function (response) {
+        if (response.status === 401) { toLogin(); return null; }
+        if (response.status === 404) return { path: path, title: titleOf(path), readers: 0, minutes: [], views: 0, engaged_seconds: 0 };
+        return response.ok ? response.json() : null;
+      })
+      .then(function (body) {
+        if (body && state.site === site && state.drill.path === path) renderDrill(body);
+      }, function () { /* kept as shown; the next round tries again */ });
+  }
+
+  function markSelected() {
+    document.querySelectorAll("#pages tr[data-path]").forEach(function (row) {
+      if (row.dataset.path === state.drill.path) row.setAttribute("aria-selected", "true");
+      else row.removeAttribute("aria-selected");
+    });
+  }
+
+  function openDrill(path) {
+    if (state.drill.path !== path && state.drill.chart) { state.drill.chart.destroy(); state.drill.chart = null; }
+    state.drill.path = path;
+    $("drill-title").textContent = titleOf(path);
+    $("drill").hidden = false;
+    markSelected();
+    clearInterval(state.drill.timer);
+    state.drill.timer = setInterval(loadDrill, DRILL_EVERY_MS);
+    loadDrill();
+  }
+
+  function closeDrill() {
+    clearInterval(state.drill.timer);
+    if (state.drill.chart) { state.drill.chart.destroy(); state.drill.chart = null; }
+    state.drill.path = null;
+    state.drill.data = null;
+    $("drill").hidden = true;
+    markSelected();
+  }
+
+  // A click on an article opens its detail here; with a modifier key (or the
+  // middle button) its link opens the article on the portal as links do.
+  function onPagesClick(event) {
+    var row = event.target.closest("tr[data-path]");
+    if (!row) return;
+    if (event.target.closest("a") && (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0)) return;
+    event.preventDefault();
+    openDrill(row.dataset.path);
+  }
+
+  // -- wall mode ----------------------------------------------------------------------
+
+  function isWall() { return document.documentElement.classList.contains("wall"); }
+
+  function setWall(on) {
+    document.documentElement.classList.toggle("wall", on);
+    $("wall-toggle").setAttribute("aria-pressed", String(on));
+    var params = new URLSearchParams(location.search);
+    if (on) params.set("wall", "1"); else params.delete("wall");
+    var query = params.toString();
+    history.replaceState(null, "", location.pathname + (query ? "?" + query : ""));
+    resizeCharts();
+  }
+
   // -- connection -----------------------------------------------------------------
 
   function setStatus(name) {
+    // Stale numbers are dimmed by the style sheet while the link is down.
+    document.documentElement.dataset.conn = name;
     var status = $("status");
     status.dataset.state = name;
     var text = $("status-text");
@@ -668,6 +907,7 @@
     history.replaceState(null, "", location.pathname + "?" + params.toString());
     state.frame = null;
     state.history = null;
+    closeDrill();
     dropCharts();
     state.retries = 0;
     connect();
@@ -695,6 +935,8 @@
       applyLanguage();
       dropCharts();
       if (state.frame) render(state.frame);
+      if (state.drill.chart) { state.drill.chart.destroy(); state.drill.chart = null; }
+      if (state.drill.data) renderDrill(state.drill.data);
     });
     var fullscreen = $("fullscreen");
     if (document.fullscreenEnabled) {
@@ -709,6 +951,16 @@
       button.addEventListener("click", function () { setRange(Number(button.dataset.minutes)); });
     });
     $("site-picker").addEventListener("change", function (event) { switchSite(event.target.value); });
+    $("pages").addEventListener("click", onPagesClick);
+    $("pages").addEventListener("keydown", function (event) {
+      var row = event.target.closest("tr[data-path]");
+      if (row && (event.key === "Enter" || event.key === " ")) { event.preventDefault(); openDrill(row.dataset.path); }
+    });
+    $("drill-close").addEventListener("click", closeDrill);
+    document.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && state.drill.path) closeDrill();
+    });
+    $("wall-toggle").addEventListener("click", function () { setWall(!isWall()); });
     window.addEventListener("resize", resizeCharts);
     loadSession().then(function (session) {
       if (!session) return;
@@ -729,6 +981,16 @@
         range: state.range,
         minutes: minutes ? minutes.data[0].map(function (x, i) { return [x, minutes.data[1][i]]; }) : null,
         hours: hours ? { today: hours.data[1].slice(), yesterday: hours.data[2].slice() } : null,
+        // The labels each chart's count axis shows (uPlot draws them on a canvas).
+        axes: {
+          minutes: minutes && minutes.axes[1]._values ? minutes.axes[1]._values.slice() : null,
+          hours: hours && hours.axes[1]._values ? hours.axes[1]._values.slice() : null,
+        },
+        drill: state.drill.chart ? {
+          path: state.drill.path,
+          readers: state.drill.chart.data[1].slice(),
+          engaged: state.drill.chart.data[2].slice(),
+        } : null,
       };
     },
   };
