@@ -39,6 +39,10 @@ class SiteSettings:
     dashboard_tokens: tuple[str, ...] = ()
     # Cut from the end of page titles, so lists show the article's own title.
     title_suffixes: tuple[str, ...] = ()
+    # SHA-256 (hex) of programs' bearer tokens for this site's history and stats.
+    api_tokens: tuple[str, ...] = ()
+    # POSTed once per rising episode of an article (docs/DASHBOARD.md); None: no webhook.
+    rising_webhook: str | None = None
 
     def allows_origin(self, origin: str | None) -> bool:
         """True when `origin` (the browser's Origin header) may use this site."""
@@ -56,6 +60,8 @@ class ServerSettings:
     leave_grace: float = 5.0
     push_interval: float = 1.0
     trending_window: float = 1800.0
+    # An article rises when its readers reach 3x their average over this window.
+    rising_window: float = 900.0
     timezone: str = "Asia/Ho_Chi_Minh"
     hello_timeout: float = 10.0
     max_frame_bytes: int = 4096
@@ -97,6 +103,8 @@ class Settings:
     sites: Mapping[str, SiteSettings] = field(default_factory=dict)
     demo: bool = False
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+    # SHA-256 (hex) of province-wide bearer tokens for programs ([api] tokens).
+    api_tokens: tuple[str, ...] = ()
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -142,6 +150,7 @@ _SERVER_NUMBERS: dict[str, tuple[type, float, float]] = {
     "leave_grace": (float, 0.0, 3600),
     "push_interval": (float, 0.05, 60),
     "trending_window": (float, 60, 7 * 86400),
+    "rising_window": (float, 3, 86400),
     "hello_timeout": (float, 0.1, 600),
     "max_frame_bytes": (int, 256, 1 << 20),
     "max_messages_per_second": (int, 1, 10_000),
@@ -207,6 +216,8 @@ _SITE_KEYS = {
     "max_pages",
     "dashboard_tokens",
     "title_suffixes",
+    "api_tokens",
+    "rising_webhook",
 }
 TOKEN_HASH = re.compile(r"^[0-9a-f]{64}$")
 
@@ -302,15 +313,38 @@ def _parse_site(site_id: str, raw: Any) -> SiteSettings:
             if "title_suffixes" in raw
             else default_title_suffixes(name)
         ),
+        api_tokens=_token_hashes(f"{prefix}.api_tokens", raw.get("api_tokens", [])),
+        rising_webhook=_webhook_url(f"{prefix}.rising_webhook", raw.get("rising_webhook")),
     )
+
+
+def _webhook_url(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.match(r"^https?://[^/\s?#]+(/\S*)?$", value):
+        raise ConfigError(f"{key}: must be an http:// or https:// URL, got {value!r}")
+    if len(value) > 2048:
+        raise ConfigError(f"{key}: longer than 2048 characters")
+    return value
+
+
+def _parse_api(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, dict):
+        raise ConfigError("api: must be a table")
+    for key in raw:
+        if key != "tokens":
+            raise ConfigError(f"api.{key}: unknown key")
+    return _token_hashes("api.tokens", raw.get("tokens", []))
 
 
 def parse(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
     """Check a decoded TOML document (and env overrides) into `Settings`."""
     env = os.environ if env is None else env
     for key in raw:
-        if key not in ("server", "store", "sites", "dashboard"):
-            raise ConfigError(f"{key}: unknown section (expected server, store, sites, dashboard)")
+        if key not in ("server", "store", "sites", "dashboard", "api"):
+            raise ConfigError(
+                f"{key}: unknown section (expected server, store, sites, dashboard, api)"
+            )
     server = _parse_server(raw.get("server", {}))
     store = raw.get("store", {})
     if not isinstance(store, dict):
@@ -349,6 +383,7 @@ def parse(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Setti
         sites=sites,
         demo=demo,
         dashboard=_parse_dashboard(raw.get("dashboard", {})),
+        api_tokens=_parse_api(raw.get("api", {})),
     )
 
 

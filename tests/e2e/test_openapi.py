@@ -21,6 +21,8 @@ from support.processes import FAST_TIMING, RedisServer, Service
 from support.raw_ws import stalled_reader
 
 TOKEN = "openapi-editor-token-for-tests-00000000000"
+API_TOKEN = "openapi-program-token-for-tests-0000000000"
+OTHER_API_TOKEN = "openapi-other-program-token-for-tests-0000"
 ORIGIN = "http://localhost:8000"
 CONFIG = (
     FAST_TIMING.replace("[server]", "[server]\nmax_http_beats_per_ip = 20")
@@ -31,9 +33,11 @@ session_secret = "openapi-test-secret-0123456789ab"
 [sites.demo]
 origins = ["http://localhost:*"]
 dashboard_tokens = ["{token_hash(TOKEN)}"]
+api_tokens = ["{token_hash(API_TOKEN)}"]
 
 [sites.other]
 origins = ["https://other.example"]
+api_tokens = ["{token_hash(OTHER_API_TOKEN)}"]
 """
 )
 BEATS = "/api/v1/sites/demo/beats"
@@ -88,6 +92,37 @@ class Checker:
                         codes = set(schema["allOf"][1]["properties"]["error"]["enum"])
                     out[(path, method, status)] = codes
         return out
+
+
+def long_history_calls(
+    bearer: dict[str, str], other: dict[str, str]
+) -> list[tuple[str, str, dict[str, str], int]]:
+    """(path, documented path, headers, status) for the long history's endpoints."""
+    site = "/api/v1/sites/{site}"
+    calls: list[tuple[str, str, dict[str, str], int]] = []
+    for name in ("history", "history.csv"):
+        doc = f"{site}/{name}"
+        real = f"/api/v1/sites/demo/{name}"
+        calls += [
+            (f"{real}?days=7", doc, bearer, 200),
+            (f"{real}?days=0", doc, bearer, 400),
+            (f"{real}?from=2026-13-01", doc, bearer, 400),
+            (f"{real}?days=7", doc, {}, 401),
+            (f"{real}?days=7", doc, other, 403),
+            (f"/api/v1/sites/nope/{name}?days=7", doc, bearer, 404),
+        ]
+    calls.append((f"{HISTORY}?minutes=0", f"{site}/history", bearer, 400))
+    for name in ("top", "top.csv"):
+        doc = f"{site}/{name}"
+        real = f"/api/v1/sites/demo/{name}"
+        calls += [
+            (real, doc, bearer, 200),
+            (f"{real}?date=someday", doc, bearer, 400),
+            (real, doc, {}, 401),
+            (real, doc, other, 403),
+            (f"/api/v1/sites/nope/{name}", doc, bearer, 404),
+        ]
+    return calls
 
 
 def beat(**fields: Any) -> dict[str, Any]:
@@ -155,6 +190,15 @@ async def test_the_openapi_document_is_valid_and_matches_live_answers(
             assert response.status_code == status, response.text
             checker.check(doc_path, "get", response)
 
+        # The long history, for programs with a bearer token (dashboard/history.py), before
+        # signing in: the 401s are of a client with no session.
+        bearer = {"Authorization": f"Bearer {API_TOKEN}"}
+        other = {"Authorization": f"Bearer {OTHER_API_TOKEN}"}
+        for path, doc_path, headers, status in long_history_calls(bearer, other):
+            response = await http.get(path, headers=headers)
+            assert response.status_code == status, (path, response.text)
+            checker.check(doc_path, "get", response)
+
         signed = await http.post("/dashboard/login", data={"site": "demo", "token": TOKEN})
         assert signed.status_code == 303, signed.text
         for path, status in (
@@ -178,6 +222,10 @@ async def test_the_openapi_document_is_valid_and_matches_live_answers(
         for path, doc_path in ((STATS, doc_stats), (BADGE, doc_badge), (HISTORY, doc_history)):
             response = await wait_for_status(http, "GET", path, 503)
             checker.check(doc_path, "get", response)
+        for path, doc_path, _, status in long_history_calls(bearer, other):
+            if status == 200:
+                response = await wait_for_status(http, "GET", path, 503, headers=bearer)
+                checker.check(doc_path, "get", response)
         await asyncio.sleep(2.0)  # the beat rate's bucket refills
         response = await wait_for_status(http, "POST", BEATS, 202, json=beat())
         checker.check(doc_beats, "post", response)

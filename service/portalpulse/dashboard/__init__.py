@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from . import assets, drill, feed, pages
+from . import assets, drill, feed, history, pages
 from .tokens import add_token_command, run_token_command
 
 __all__ = ["add_token_command", "routes", "run_token_command"]
@@ -25,6 +25,10 @@ def routes() -> list[BaseRoute]:
         Route("/dashboard/api/session", pages.whoami, methods=["GET"]),
         Route("/dashboard/static/{path:path}", assets.static_file, methods=["GET"]),
         WebSocketRoute("/dashboard/ws", feed.dashboard_socket),
-        Route("/api/v1/sites/{site}/history", feed.get_history, methods=["GET"]),
+        Route("/api/v1/sites/{site}/history", history.get_history, methods=["GET"]),
+        Route("/api/v1/sites/{site}/history.csv", history.get_history_csv, methods=["GET"]),
+        Route("/api/v1/sites/{site}/top", history.get_top, methods=["GET"]),
+        Route("/api/v1/sites/{site}/top.csv", history.get_top_csv, methods=["GET"]),
+        Route("/dashboard/{site}/history", history.history_page, methods=["GET"]),
         Route("/dashboard/api/sites/{site}/pages", drill.get_page, methods=["GET"]),
     ]

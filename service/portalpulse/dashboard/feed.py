@@ -15,14 +15,12 @@ import time
 from typing import TYPE_CHECKING, Protocol, cast
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from ..store.base import StoreUnavailable
 from ..web.sender import OneSlotSender
-from . import assets
 from .access import pulse_of, same_origin, session_of
-from .drill import site_of_request, store_down
 from .sessions import Session
 
 if TYPE_CHECKING:
@@ -111,30 +109,3 @@ async def _hold(ws: WebSocket, watcher: DashboardWatcher, session: Session) -> N
         watcher.closed = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(ws.close(SESSION_ENDED, "session expired"), 2.0)
-
-
-def _bad_minutes(message: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": "bad_minutes", "message": message}, status_code=400, headers=assets.PRIVATE
-    )
-
-
-async def get_history(request: Request) -> Response:
-    """`GET /api/v1/sites/{site}/history?minutes=N`: online per minute, oldest first."""
-    site_id = site_of_request(request)
-    if isinstance(site_id, Response):
-        return site_id
-    raw = request.query_params.get("minutes", str(DEFAULT_HISTORY_MINUTES))
-    if not raw.isdigit() or len(raw) > 6:
-        return _bad_minutes(f"minutes must be a whole number from 1 to {MAX_HISTORY_MINUTES}")
-    minutes = int(raw)
-    if not 1 <= minutes <= MAX_HISTORY_MINUTES:
-        return _bad_minutes(f"minutes must be from 1 to {MAX_HISTORY_MINUTES}, got {minutes}")
-    try:
-        points = await feed_of(request).history(site_id, minutes)
-    except StoreUnavailable:
-        return store_down()
-    return JSONResponse(
-        {"site": site_id, "minutes": [[ts, online] for ts, online in points]},
-        headers=assets.PRIVATE,
-    )

@@ -48,6 +48,15 @@ DAY = obj(
     }
 )
 YESTERDAY = obj({"visits": COUNT, "views": COUNT, "visitors": COUNT, "peak_online": COUNT})
+PERIOD = obj(
+    {
+        "visits": COUNT,
+        "views": COUNT,
+        "visitors": {**COUNT, "description": "an estimate (HyperLogLog), within about 2 %"},
+    }
+)
+DATE: Schema = {"type": "string", "format": "date", "description": "YYYY-MM-DD, site's time zone"}
+HISTORY_DAY = obj({"date": DATE, **DAY["properties"]})
 TRENDING_PAGE = obj(
     {
         "path": {"type": "string"},
@@ -101,7 +110,29 @@ SCHEMAS: dict[str, Schema] = {
     "Yesterday": YESTERDAY,
     "TrendingPage": TRENDING_PAGE,
     "Snapshot": obj(SNAPSHOT_FIELDS),
-    "Stats": obj({**SNAPSHOT_FIELDS, "yesterday": ref("Yesterday")}),
+    "Stats": obj(
+        {
+            **SNAPSHOT_FIELDS,
+            "yesterday": ref("Yesterday"),
+            "month": {**ref("Period"), "description": "this month, in the site's time zone"},
+            "year": {**ref("Period"), "description": "this year, in the site's time zone"},
+        }
+    ),
+    "Period": PERIOD,
+    "HistoryDay": HISTORY_DAY,
+    "TopPages": obj(
+        {
+            "site": SNAPSHOT_FIELDS["site"],
+            "date": DATE,
+            "pages": {
+                "type": "array",
+                "maxItems": 100,
+                "items": obj(
+                    {"path": {"type": "string"}, "title": {"type": "string"}, "views": COUNT}
+                ),
+            },
+        }
+    ),
     "BeatAnswer": obj({**SNAPSHOT_FIELDS, "beat_interval": BEAT_INTERVAL}),
     "BeatAccepted": obj({"site": SNAPSHOT_FIELDS["site"], "beat_interval": BEAT_INTERVAL}),
     "Page": PAGE,
@@ -119,7 +150,18 @@ SCHEMAS: dict[str, Schema] = {
                     "maxItems": 2,
                 },
             },
-        }
+            "from": DATE,
+            "to": DATE,
+            "days": {
+                "type": "array",
+                "maxItems": 400,
+                "description": "every day from `from` to `to`, oldest first",
+                "items": ref("HistoryDay"),
+            },
+            "month": ref("Period"),
+            "year": ref("Period"),
+        },
+        optional=("minutes", "from", "to", "days", "month", "year"),
     ),
     "Error": ERROR,
 }
@@ -257,11 +299,31 @@ def get_badge() -> Schema:
     }
 
 
+READER_SECURITY: list[dict[str, list[str]]] = [{"bearerToken": []}, {"dashboardSession": []}]
+UNAUTHORIZED = error_answer("No bearer token of the site, and no dashboard session", "unauthorized")
+FORBIDDEN = error_answer("The token or session may not read this site", "forbidden_site")
+SPAN_PARAMS: list[Schema] = [
+    {
+        "name": "days",
+        "in": "query",
+        "required": False,
+        "description": "the last N days, today included",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 400},
+    },
+    {"name": "from", "in": "query", "required": False, "schema": DATE},
+    {"name": "to", "in": "query", "required": False, "schema": DATE},
+]
+CSV_ANSWER = {
+    "content": {"text/csv": {"schema": {"type": "string"}}},
+}
+
+
 def get_history() -> Schema:
     return {
         "operationId": "getHistory",
-        "summary": "Online per minute (the dashboard's chart); needs an editor's session",
-        "security": [{"dashboardSession": []}],
+        "summary": "Online per minute (the dashboard's chart), and with days or from/to the "
+        "days (kept 400), this month and this year; a bearer token or an editor's session",
+        "security": READER_SECURITY,
         "parameters": [
             SITE_PARAM,
             {
@@ -270,12 +332,58 @@ def get_history() -> Schema:
                 "required": False,
                 "schema": {"type": "integer", "minimum": 1, "maximum": 8 * 24 * 60, "default": 60},
             },
+            *SPAN_PARAMS,
         ],
         "responses": {
-            "200": json_answer("Online per minute, oldest first", ref("History")),
-            "400": error_answer("minutes out of range", "bad_minutes"),
-            "401": error_answer("No dashboard session", "unauthorized"),
-            "403": error_answer("The session may not see this site", "forbidden_site"),
+            "200": json_answer("Online per minute and/or the days, oldest first", ref("History")),
+            "400": error_answer(
+                "minutes, days or from/to out of range", "bad_minutes", "bad_days", "bad_range"
+            ),
+            "401": UNAUTHORIZED,
+            "403": FORBIDDEN,
+            "404": UNKNOWN_SITE,
+            "503": STORE_DOWN,
+        },
+    }
+
+
+def get_history_csv() -> Schema:
+    return {
+        "operationId": "getHistoryCsv",
+        "summary": "The days as CSV: date, visits, views, visitors, peak_online, peak_at",
+        "security": READER_SECURITY,
+        "parameters": [SITE_PARAM, *SPAN_PARAMS],
+        "responses": {
+            "200": {"description": "One row a day, oldest first (UTF-8 with BOM)", **CSV_ANSWER},
+            "400": error_answer("days or from/to out of range", "bad_days", "bad_range"),
+            "401": UNAUTHORIZED,
+            "403": FORBIDDEN,
+            "404": UNKNOWN_SITE,
+            "503": STORE_DOWN,
+        },
+    }
+
+
+def get_top(csv: bool) -> Schema:
+    what = "as CSV: rank, path, title, views" if csv else ""
+    answer = (
+        {"description": "The day's most viewed pages", **CSV_ANSWER}
+        if csv
+        else json_answer("The day's most viewed pages", ref("TopPages"))
+    )
+    return {
+        "operationId": "getTopCsv" if csv else "getTop",
+        "summary": f"A day's most viewed pages (at most 100) {what}".strip(),
+        "security": READER_SECURITY,
+        "parameters": [
+            SITE_PARAM,
+            {"name": "date", "in": "query", "required": False, "schema": DATE},
+        ],
+        "responses": {
+            "200": answer,
+            "400": error_answer("date is not a date", "bad_range"),
+            "401": UNAUTHORIZED,
+            "403": FORBIDDEN,
             "404": UNKNOWN_SITE,
             "503": STORE_DOWN,
         },
@@ -298,6 +406,9 @@ OPERATIONS: dict[str, dict[str, Schema]] = {
     f"{SITE_PATH}/stats": {"get": get_stats()},
     f"{SITE_PATH}/badge.svg": {"get": get_badge()},
     f"{SITE_PATH}/history": {"get": get_history()},
+    f"{SITE_PATH}/history.csv": {"get": get_history_csv()},
+    f"{SITE_PATH}/top": {"get": get_top(csv=False)},
+    f"{SITE_PATH}/top.csv": {"get": get_top(csv=True)},
     "/api/v1/openapi.json": {"get": get_openapi()},
 }
 
@@ -316,7 +427,13 @@ def document() -> dict[str, Any]:
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {
-                "dashboardSession": {"type": "apiKey", "in": "cookie", "name": COOKIE_NAME}
+                "dashboardSession": {"type": "apiKey", "in": "cookie", "name": COOKIE_NAME},
+                "bearerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a program's token; the config holds its SHA-256 "
+                    "(api_tokens of the site, or [api] tokens for every site)",
+                },
             },
         },
     }
