@@ -7,7 +7,6 @@ import contextlib
 import gc
 import logging
 import os
-from collections import Counter
 from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ from . import config, dashboard, metrics
 from .hub import Hub
 from .store import Store, make_store
 from .web import api, openapi, pages
-from .web.ratelimit import AddressRate
+from .web.ratelimit import AddressCounts, AddressRate
 from .web.websocket import websocket_endpoint
 
 if TYPE_CHECKING:
@@ -42,7 +41,7 @@ class Pulse:
         self.store = store or make_store(settings)
         self.hub = Hub(settings.server, dict(settings.sites), self.store)
         self.connections: set[WsConnection] = set()
-        self.per_ip: Counter[str] = Counter()
+        self.per_ip = AddressCounts(settings.server.max_connections_per_ip)
         self.http_beats = AddressRate(settings.server.max_http_beats_per_ip)
         self.closing = False
         self._lag_task: asyncio.Task[None] | None = None

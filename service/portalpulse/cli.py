@@ -69,7 +69,9 @@ def uvicorn_config(settings: config.Settings, app: Any, **extra: Any) -> uvicorn
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
-        proxy_headers=True,
+        # The service reads X-Forwarded-For itself, from trusted proxies only
+        # (web/clientaddr.py); uvicorn's own rewriting would trust loopback.
+        proxy_headers=False,
         server_header=False,
         lifespan="on",
         **extra,

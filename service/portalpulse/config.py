@@ -6,6 +6,7 @@ the CLI prints it and exits, so a misconfigured instance never starts.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Patterns are used with fullmatch: `$` alone also matches before a final newline.
 SITE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -71,6 +74,9 @@ class ServerSettings:
     # behind NAT with 1,000 readers on the fallback sends about 70 a second.
     max_http_beats_per_ip: int = 200
     max_pending_send_seconds: float = 10.0
+    # The reverse proxies in front (CONTRACT §6): only behind one of these is
+    # X-Forwarded-For read. Default none: the socket's peer is the client.
+    trusted_proxies: tuple[Network, ...] = ()
     log_level: str = "info"
     # How snapshots reach sockets: "direct" frames each once and writes the bytes to
     # every socket (uvicorn websockets-sansio); "asgi" sends through ASGI per socket.
@@ -180,6 +186,18 @@ def _strings(key: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _networks(key: str, value: Any) -> tuple[Network, ...]:
+    networks = []
+    for item in _strings(key, value):
+        try:
+            networks.append(ipaddress.ip_network(item.strip()))
+        except ValueError as exc:
+            raise ConfigError(
+                f"{key}: {item!r} is not an address or a network like 10.1.0.0/16 ({exc})"
+            ) from exc
+    return tuple(networks)
+
+
 def _parse_server(raw: Any) -> ServerSettings:
     if not isinstance(raw, dict):
         raise ConfigError("server: must be a table")
@@ -192,6 +210,8 @@ def _parse_server(raw: Any) -> ServerSettings:
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{name}: must be a non-empty string, got {value!r}")
             values[key] = value
+        elif key == "trusted_proxies":
+            values[key] = _networks(name, value)
         else:
             raise ConfigError(f"{name}: unknown key")
     server = ServerSettings(**values)

@@ -77,6 +77,14 @@ store_errors = Counter(
     ["op"],
     registry=REGISTRY,
 )
+tracked_addresses = Gauge(
+    "portalpulse_tracked_addresses",
+    "Client addresses this process keeps state for, by map "
+    "(http_beats, ws_connections, signin_failures); each map has a hard cap.",
+    ["map"],
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
+)
 store_up = Gauge(
     "portalpulse_store_up",
     "1 when the last store call succeeded, 0 when the store is unreachable.",

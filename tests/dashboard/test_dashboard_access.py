@@ -161,8 +161,10 @@ def test_wrong_tokens_are_rate_limited_per_address(
 def test_wrong_tokens_count_across_instances_on_one_redis(
     redis: RedisServer, make_service: ServiceFactory
 ) -> None:
-    # Behind a load balancer, a guesser's tries land on every replica in turn.
-    replicas = [make_service(config=CONFIG, redis_url=redis.url) for _ in range(2)]
+    # Behind a load balancer, a guesser's tries land on every replica in turn. The
+    # load balancer is on loopback here: trusted, so its X-Forwarded-For is read.
+    behind_proxy = CONFIG.replace("[server]", '[server]\ntrusted_proxies = ["127.0.0.1"]', 1)
+    replicas = [make_service(config=behind_proxy, redis_url=redis.url) for _ in range(2)]
     for i in range(5):
         wrong = replicas[i % 2].post("/dashboard/login", data={"site": "myhao", "token": "guess"})
         assert wrong.status_code == 401

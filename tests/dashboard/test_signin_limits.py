@@ -48,3 +48,19 @@ async def test_concurrent_tries_across_two_instances_share_the_limit(
     both = await asyncio.gather(*(concurrent_wrong_tokens(r, 15) for r in replicas))
     codes = both[0] + both[1]
     assert codes.count(401) <= 5, codes
+
+
+def test_forged_forwarded_for_does_not_reset_the_sign_in_limit(
+    make_service: ServiceFactory,
+) -> None:
+    # No trusted proxies: a guesser cannot be a new address on every try.
+    service = make_service(config=CONFIG)
+    codes = [
+        service.post(
+            "/dashboard/login",
+            data={"site": "myhao", "token": "guess"},
+            headers={"X-Forwarded-For": f"203.0.113.{i}"},
+        ).status_code
+        for i in range(7)
+    ]
+    assert codes == [401] * 5 + [429] * 2, codes

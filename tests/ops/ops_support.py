@@ -180,9 +180,11 @@ class RunningService:
         return f"http://127.0.0.1:{self.port}"
 
 
-def start_service(tmp_path: Path, *, redis_url: str | None = None) -> RunningService:
-    """The real service, as `portalpulse serve` with no config file: the
-    embedded store in `tmp_path`, or the Redis at `redis_url`."""
+def start_service(
+    tmp_path: Path, *, redis_url: str | None = None, config: Path | None = None
+) -> RunningService:
+    """The real service, as `portalpulse serve` with no config file (or `config`):
+    the embedded store in `tmp_path`, or the Redis at `redis_url`."""
     if not (SERVICE_SRC / "portalpulse" / "cli.py").exists():
         pytest.fail("service/portalpulse/cli.py does not exist: the service has not landed yet")
     port = free_port()
@@ -212,6 +214,7 @@ def start_service(tmp_path: Path, *, redis_url: str | None = None) -> RunningSer
                 "--data-dir",
                 str(data_dir),
                 *(["--redis", redis_url] if redis_url else []),
+                *(["--config", str(config)] if config else []),
             ],
             cwd=tmp_path,
             env=env,

@@ -139,7 +139,9 @@ def test_nginx_proxies_websockets_with_a_timeout_above_two_beats() -> None:
     conf = (DEPLOY / "nginx" / "portalpulse.conf").read_text()
     assert "proxy_set_header Upgrade $http_upgrade;" in conf
     assert "proxy_set_header Connection $connection_upgrade;" in conf
-    assert "X-Forwarded-For $proxy_add_x_forwarded_for" in conf
+    # The peer nginx saw, never a chain the client wrote (CONTRACT §6).
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf
+    assert "proxy_add_x_forwarded_for" not in conf
     ws = conf[conf.index("location = /ws") :]
     ws = ws[: ws.index("}")]
     timeout = int(re.search(r"proxy_read_timeout (\d+)s;", ws).group(1))  # type: ignore[union-attr]
@@ -280,3 +282,35 @@ def test_example_configuration_loads_in_the_service(source: str) -> None:
     settings = config.parse(tomllib.loads(text), env={})
     assert "myhao" in settings.sites
     assert settings.sites["myhao"].allows_origin("https://myhao.hungyen.gov.vn")
+
+
+def test_deployments_trust_forwarded_for_from_their_proxy_only() -> None:
+    """CONTRACT §6: X-Forwarded-For is read only from the proxy's network, and no
+    deployment turns uvicorn's own proxy-header trust back on."""
+    import ipaddress
+
+    from portalpulse import config
+
+    compose = load_yaml(DEPLOY / "compose.yaml")
+    assert isinstance(compose, dict)
+    objects = kubernetes_objects()
+    texts = {
+        "compose": (DEPLOY / "config" / "portalpulse.toml").read_text(),
+        "kubernetes": objects[("ConfigMap", "portalpulse-config")]["data"]["portalpulse.toml"],
+    }
+    for name, text in texts.items():
+        proxies = config.parse(tomllib.loads(text), env={}).server.trusted_proxies
+        assert proxies, f"{name}: no trusted_proxies"
+        for network in proxies:
+            assert network.prefixlen >= 8, f"{name}: {network} trusts far more than a proxy"
+    nginx_address = compose["services"]["nginx"]["networks"]["default"]["ipv4_address"]
+    proxies = config.parse(tomllib.loads(texts["compose"]), env={}).server.trusted_proxies
+    assert [str(n) for n in proxies] == [f"{nginx_address}/32"]
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(nginx_address) in ipaddress.ip_network(subnet)
+    deploy_text = "\n".join(
+        p.read_text()
+        for p in [DEPLOY / "compose.yaml", DEPLOY / "Dockerfile", *KUBERNETES.glob("*")]
+    )
+    assert "FORWARDED_ALLOW_IPS" not in deploy_text
+    assert "proxy-headers" not in deploy_text and "forwarded-allow-ips" not in deploy_text

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ops_support import RunningService, http_get, running_nginx, widget
+from ops_support import RunningService, http_get, running_nginx, start_service, stop, widget
 
 pytestmark = pytest.mark.slow
 
@@ -54,3 +54,38 @@ def test_health_and_api_pass_through(nginx: str) -> None:
     status, _, body = http_get(f"http://{nginx}/api/v1/sites/demo/stats")
     assert status == 200, body[:200]
     assert "online" in json.loads(body)
+
+
+def test_a_client_cannot_choose_its_address_through_nginx(tmp_path: Path) -> None:
+    """nginx sends the peer it saw as X-Forwarded-For, and the service trusts that
+    header from nginx alone: a forged one changes nothing, a real client's address
+    is its own (CONTRACT §6)."""
+    import httpx
+
+    config = tmp_path / "behind-nginx.toml"
+    config.write_text(
+        '[server]\ntrusted_proxies = ["127.0.0.1"]\nmax_http_beats_per_ip = 1\n'
+        '[sites.demo]\norigins = ["*"]\n'
+    )
+    service = start_service(tmp_path, config=config)
+    beat = {"visitor": "abcdefghijklmnop1234", "pages": [{"path": "/a"}], "resume": True}
+    try:
+        with running_nginx(tmp_path, (service.port, service.port)) as address:
+
+            def beats_from(source: str, count: int) -> list[int]:
+                transport = httpx.HTTPTransport(local_address=source)
+                with httpx.Client(transport=transport, timeout=10) as client:
+                    return [
+                        client.post(
+                            f"http://{address}/api/v1/sites/demo/beats",
+                            json=beat,
+                            headers={"X-Forwarded-For": f"203.0.113.{i}"},
+                        ).status_code
+                        for i in range(count)
+                    ]
+
+            forged = beats_from("127.0.0.2", 8)
+            assert forged[:2] == [200, 200] and 429 in forged, forged
+            assert beats_from("127.0.0.3", 1) == [200], "another client has its own limit"
+    finally:
+        stop(service.process)

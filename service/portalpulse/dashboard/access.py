@@ -97,11 +97,6 @@ def session_of(conn: HTTPConnection) -> Session | None:
     return access_of(conn).signer.verify(conn.cookies.get(COOKIE_NAME), time.time())
 
 
-def client_address(conn: HTTPConnection) -> str:
-    # uvicorn already replaced this with X-Forwarded-For's client behind a trusted proxy.
-    return conn.client.host if conn.client else "unknown"
-
-
 def is_https(conn: HTTPConnection) -> bool:
     if conn.url.scheme in ("https", "wss"):
         return True

@@ -12,11 +12,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ..config import SiteSettings
+from ..web.clientaddr import client_address
 from . import assets
 from .access import (
     access_of,
     clear_session_cookie,
-    client_address,
     pulse_of,
     same_origin,
     session_of,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, deque
 
+from .. import metrics
+
 MAX_FAILURES = 5
 WINDOW_SECONDS = 60.0
 MAX_ADDRESSES = 10_000
@@ -69,6 +71,7 @@ class FailureLimiter:
         self._failures.move_to_end(address)
         while len(self._failures) > self.max_addresses:
             self._failures.popitem(last=False)
+        metrics.tracked_addresses.labels("signin_failures").set(len(self._failures))
 
     def succeeded(self, address: str) -> None:
         """A good token clears the address's record."""

@@ -14,6 +14,7 @@ from ..config import SiteSettings
 from ..periods import periods_of
 from ..protocol import ProtocolError
 from ..store.base import StoreUnavailable
+from .clientaddr import client_address
 
 if TYPE_CHECKING:
     from ..app import Pulse
@@ -89,7 +90,7 @@ async def post_beat(request: Request) -> Response:
     origin = request.headers.get("origin")
     if origin is not None and "Access-Control-Allow-Origin" not in headers:
         return error(403, "forbidden_origin", "this origin may not use the site", headers)
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request)
     if not pulse.http_beats.allow(address):
         return error(429, "rate", "too many beats from this address; slow down", headers)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -14,16 +14,13 @@ from starlette.websockets import WebSocket
 from .. import metrics, protocol
 from ..config import SiteSettings
 from ..protocol import Beat, Bye, Hello, Page, ProtocolError
+from .clientaddr import client_address
 from .sender import OneSlotSender
 
 if TYPE_CHECKING:
     from ..app import Pulse
 
 log = logging.getLogger("portalpulse.ws")
-
-
-def client_ip(ws: WebSocket) -> str:
-    return ws.client.host if ws.client else "unknown"
 
 
 async def websocket_endpoint(ws: WebSocket) -> None:
@@ -48,18 +45,17 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             )
         )
         return
-    ip = client_ip(ws)
+    ip = client_address(ws)
     await ws.accept()
     if pulse.closing:
         await ws.close(1001)
         return
-    if pulse.per_ip[ip] >= pulse.settings.server.max_connections_per_ip:
+    if not pulse.per_ip.open(ip):
         metrics.messages_rejected.labels("too_many_connections").inc()
         metrics.connections_closed.labels("1013").inc()
         await ws.close(1013, "too many connections from this address")
         return
     conn = WsConnection(pulse, site, ws)
-    pulse.per_ip[ip] += 1
     pulse.connections.add(conn)
     metrics.connections.labels("ws").inc()
     metrics.connections_opened.labels("ws").inc()
@@ -67,9 +63,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await conn.run()
     finally:
         pulse.connections.discard(conn)
-        pulse.per_ip[ip] -= 1
-        if pulse.per_ip[ip] <= 0:
-            del pulse.per_ip[ip]
+        pulse.per_ip.close(ip)
         metrics.connections.labels("ws").dec()
         metrics.connections_closed.labels(str(conn.close_code)).inc()
         pulse.hub.part(site.id, conn, conn.visitor, conn.pages, conn.engaged)
