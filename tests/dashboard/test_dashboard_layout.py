@@ -7,7 +7,9 @@ PP_SCREENSHOTS=/some/dir saves what each screen showed, for a person to look at.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -237,3 +239,66 @@ async def test_a_dropped_connection_dims_the_numbers_without_moving_them(
     assert seen["cls"] < 0.1, seen["shifts"]
     for one in readers:
         await one.close()
+
+
+STUB_TS = 1764232200.0  # 2025-11-27 15:30 in Asia/Ho_Chi_Minh
+
+
+def stub_frame() -> dict[str, Any]:
+    """A frame with counts in the thousands, for what the page makes of them."""
+    return {
+        "type": "dashboard",
+        "site": "myhao",
+        "name": "Mỹ Hào",
+        "ts": STUB_TS,
+        "online": 1234,
+        "engaged": 456,
+        "idle": 778,
+        "pages": [
+            {"path": "/tin/a.html", "title": "Tin A", "readers": 40, "engaged": 5, "views": 90,
+             "rising": True},
+            {"path": "/tin/b.html", "title": "Tin B", "readers": 30, "engaged": 5, "views": 340,
+             "rising": False},
+            {"path": "/tin/c.html", "title": "Tin C", "readers": 0, "engaged": 0, "views": 500},
+        ],
+        "sources": {}, "referrers": {}, "devices": {},
+        "today": {"visits": 1, "views": 1, "visitors": 1, "peak_online": 1, "peak_at": STUB_TS},
+        "yesterday": {"visits": 1, "views": 1, "visitors": 1, "peak_online": 1, "peak_at": None},
+        "total_visits": 1,
+        "minutes": [[STUB_TS - 30 - 60 * (59 - i), 1000 + 20 * i] for i in range(60)],
+        "hours": {"today": [1500] * 24, "yesterday": [2500] * 24},
+    }  # fmt: skip
+
+
+async def test_axes_speak_the_dashboard_s_language_and_rising_articles_are_marked(
+    chromium: Browser, redis: RedisServer, make_service: ServiceFactory
+) -> None:
+    """In a browser set to American English, the Vietnamese dashboard still writes 1.000."""
+    service = make_service(config=CONFIG, redis_url=redis.url)
+    context = await chromium.new_context(
+        viewport={"width": 1920, "height": 1080}, locale="en-US", timezone_id="America/New_York"
+    )
+    tab = await context.new_page()
+    frame = json.dumps(stub_frame())
+    await tab.route_web_socket("**/dashboard/ws?site=myhao", lambda ws: ws.send(frame))
+    await sign_in(tab, service.base, "myhao", MYHAO_TOKEN)
+    await expect(tab.locator("#online")).to_have_text("1.234")
+    await expect(tab.locator("#chart-hours .uplot")).to_have_count(1)
+    axes = (await tab.evaluate("PortalPulseDashboard.status()"))["axes"]
+    for labels in (axes["minutes"], axes["hours"]):
+        assert labels and all(re.fullmatch(r"\d{1,3}(\.\d{3})*", label) for label in labels), axes
+        assert any("." in label for label in labels), axes
+    # The rising article is marked; pages nobody reads now come after, apart.
+    rising = tab.locator("#pages tr[data-path='/tin/a.html']")
+    await expect(rising).to_have_class(re.compile(r"\brising\b"))
+    await expect(rising.locator(".rising-badge")).to_have_text("▲ Đang lên")
+    assert await tab.locator("#pages tr[data-path='/tin/b.html'] .rising-badge").count() == 0
+    await expect(tab.locator("#pages tr.quiet")).to_have_attribute("data-path", "/tin/c.html")
+    await expect(tab.locator("#pages tr.quiet-head")).to_have_count(1)
+    await tab.click("#lang-toggle")
+    await expect(tab.locator("#chart-hours .uplot")).to_have_count(1)
+    axes = (await tab.evaluate("PortalPulseDashboard.status()"))["axes"]
+    assert any("," in label for label in axes["hours"]), axes
+    await expect(rising.locator(".rising-badge")).to_have_text("▲ Rising")
+    await shot(tab, "1920x1080-stub-en")
+    await context.close()

@@ -69,6 +69,8 @@
       fullscreen: "Toàn màn hình",
       none: "Chưa có",
       wall: "Màn hình lớn",
+      this_month: "Tháng này (lượt truy cập)",
+      this_year: "Năm nay (lượt truy cập)",
       close: "Đóng",
       click_hint: "Bấm vào một bài để xem chi tiết",
       rising: "Đang lên",
@@ -139,6 +141,8 @@
       fullscreen: "Full screen",
       none: "None yet",
       wall: "Wall mode",
+      this_month: "This month (visits)",
+      this_year: "This year (visits)",
       close: "Close",
       click_hint: "Click an article for its detail",
       rising: "Rising",
@@ -637,6 +641,11 @@
     renderDay("today", frame.today);
     renderDay("yesterday", frame.yesterday);
     setNumber("total-visits", frame.total_visits);
+    ["month", "year"].forEach(function (period) {
+      var counts = frame[period] || {};
+      setNumber(period + "-visits", counts.visits);
+      setNumber(period + "-views", counts.views);
+    });
     setNumber("yesterday-views-so-far", viewsSoFarYesterday(frame));
     renderPages(frame.pages);
     renderBars("sources", fixedEntries(SOURCE_KEYS, frame.sources));
