@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import measures
+import profilers
 from stack import (
     REPO,
     SERVER_TIMING,
@@ -65,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--wait-quiet", type=float, default=60, help="wait up to this long for idle CPUs"
     )
     p.add_argument("--out", help="write the JSON summary here")
+    p.add_argument("--py-spy", help="profile the first instance over the window into this dir")
     return p.parse_args(argv)
 
 
@@ -209,6 +211,16 @@ def redis_cpu(info: dict[str, Any]) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
+def command_usec(after: dict[str, Any], before: dict[str, Any], names: tuple[str, ...]) -> float:
+    """Microseconds Redis spent executing these top-level commands (INFO commandstats;
+    a script's usec includes the commands it ran)."""
+    total = 0.0
+    for name in names:
+        new, old = after.get(f"cmdstat_{name}") or {}, before.get(f"cmdstat_{name}") or {}
+        total += float(new.get("usec", 0)) - float(old.get("usec", 0))
+    return total
+
+
 class ManySites:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -235,6 +247,19 @@ class ManySites:
                 self.redis.start()
             for instance in self.instances:
                 instance.start()
+            # What Redis and the services cost with no reader at all (timers, pings).
+            idle_before = self._readings()
+            time.sleep(10)
+            idle_after = self._readings()
+            idle_seconds = idle_after["wall"] - idle_before["wall"]
+            self.result["idle"] = {
+                "redis_cpu_share": (
+                    redis_cpu(idle_after["redis"]) - redis_cpu(idle_before["redis"])
+                )
+                / idle_seconds,
+                "service_cpu_share": (idle_after["service_cpu"] - idle_before["service_cpu"])
+                / idle_seconds,
+            }
             plan = [
                 (self.instances[k % args.instances].port, site)
                 for site in self.sites
@@ -250,8 +275,17 @@ class ManySites:
             print(f"[ramp] {int(control[0])} readers open, {int(control[1])} failed", flush=True)
             time.sleep(args.settle)
             before = self._readings()
+            spy = None
+            if args.py_spy:
+                Path(args.py_spy).mkdir(parents=True, exist_ok=True)
+                spy = profilers.start_py_spy(
+                    self.instances[0].pid, int(args.duration) - 2, Path(args.py_spy)
+                )
             time.sleep(args.duration)
             after = self._readings()
+            if spy is not None:
+                spy.wait(30)
+                self.result["profile"] = profilers.top_frames(Path(args.py_spy) / "profile.txt")
             control[2] = 1
             clients = receiver.recv() if receiver.poll(30) else {}
             self._summarise(before, after, clients, worker.pid or 0)
@@ -307,6 +341,13 @@ class ManySites:
             "snapshots_per_reader": clients.get("snapshots", 0) / max(1, clients.get("held") or 1),
             "redis_cpu_share": redis_cpu_s / seconds,
             "redis_us_per_site_second": redis_cpu_s * 1e6 / site_seconds,
+            "redis_net_us_per_site_second": (
+                redis_cpu_s - self.result["idle"]["redis_cpu_share"] * seconds
+            )
+            * 1e6
+            / site_seconds,
+            "redis_script_us_per_site_second": command_usec(r1, r0, ("evalsha", "mget", "get"))
+            / site_seconds,
             "redis_calls": calls,
             "redis_commands_per_site_second": sum(calls.values()) / site_seconds,
             "evalsha_per_site_second": calls.get("evalsha", 0) / site_seconds,
@@ -335,6 +376,15 @@ def report(result: dict[str, Any]) -> str:
         ("snapshots per reader (whole run)", f"{w['snapshots_per_reader']:.1f}"),
         ("Redis CPU", f"{w['redis_cpu_share']:.1%} of a core"),
         ("Redis CPU per site-second", f"{w['redis_us_per_site_second']:.1f} µs"),
+        (
+            "  less Redis idle CPU",
+            f"{w['redis_net_us_per_site_second']:.1f} µs"
+            f" (idle {result['idle']['redis_cpu_share']:.2%} of a core)",
+        ),
+        (
+            "  in EVALSHA + MGET + GET",
+            f"{w['redis_script_us_per_site_second']:.1f} µs (INFO commandstats usec)",
+        ),
         ("Redis commands per site-second", f"{w['redis_commands_per_site_second']:.1f}"),
         ("EVALSHA per site-second", f"{w['evalsha_per_site_second']:.2f}"),
         ("Redis commands", top),

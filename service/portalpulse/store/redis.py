@@ -54,10 +54,6 @@ KEY_NAMES = (
 )  # fmt: skip
 TIMEOUT = 5.0
 
-REFLUSH_SHARE = 1 / 3
-"""A site is flushed at least every `presence_ttl` * this, even when quiet, so that
-this instance stays listed as live in its `inst` set (holds rely on it)."""
-
 
 @dataclass(slots=True)
 class Known:
@@ -65,17 +61,23 @@ class Known:
 
     The flush script names the content of every snapshot with a tag kept in the
     site's `st` key, beside the store time when the site next has something due
-    (a visitor's deadline, views leaving the trending window)."""
+    (a visitor's deadline, views leaving the trending window, the next minute's
+    history entry). Whichever instance reads first that it is due runs the
+    script; the others then read the new tag and due time.
+
+    This instance need not flush to stay listed as live in the site's `inst`
+    set: it holds visitors there only through connections, whose REFRESH
+    operations come well within `presence_ttl`."""
 
     tag: str
-    due: float  # store time; inf when nothing is due
+    due: float  # store time
     shape: tuple[object, ...]  # what the batch asked for: `_shape`
-    minute: int  # the store's minute of the last flush (the history is kept per minute)
-    flushed: float  # store time of the last flush of this site by this instance
+    flushed: float  # store time of the flush that answered `snapshot`
     snapshot: SiteSnapshot
 
-    def holds(self, batch: SiteBatch, now: float) -> bool:
-        """Whether `batch` may be answered from this snapshot if the tag is unchanged."""
+    def holds(self, batch: SiteBatch) -> bool:
+        """Whether `batch` may be answered from this snapshot if the tag is unchanged
+        and nothing is due."""
         return (
             not batch.ops
             and not batch.views
@@ -85,9 +87,6 @@ class Known:
             and not batch.periods
             and not batch.arrivals
             and _shape(batch) == self.shape
-            and now < self.due
-            and int(now // 60) == self.minute
-            and now - self.flushed < batch.presence_ttl * REFLUSH_SHARE
         )
 
 
@@ -354,7 +353,7 @@ class RedisStore(Store):
             quiet = [
                 i
                 for i, batch in enumerate(batches)
-                if (known := self.known.get(batch.site)) is not None and known.holds(batch, now)
+                if (known := self.known.get(batch.site)) is not None and known.holds(batch)
             ]
             if quiet:
                 await self._check_quiet(client, batches, quiet, answers, now)
@@ -387,8 +386,8 @@ class RedisStore(Store):
                 continue
             known = self.known[batches[i].site]
             tag, _, due = _text(state).partition("|")
-            # Another instance may have moved the due time (a visitor it let go).
-            known.due = float(due) if due else math.inf
+            # Due as read now: whichever instance read it first has run it.
+            known.due = float(due) if due else 0.0
             if tag == known.tag and now < known.due:
                 answers[i] = replace(known.snapshot, ts=ts)
 
@@ -435,10 +434,9 @@ class RedisStore(Store):
             snapshot = _snapshot(batch.site, data)
         latest = self.known.get(batch.site)
         if latest is None or latest.flushed <= ts:
-            due = float(data["due"]) if data.get("due") else math.inf
             kept = replace(snapshot, detail=None) if snapshot.detail is not None else snapshot
             self.known[batch.site] = Known(
-                str(data["v"]), due, _shape(batch), int(ts // 60), ts, kept
+                str(data["v"]), float(data["due"]), _shape(batch), ts, kept
             )
         return snapshot
 

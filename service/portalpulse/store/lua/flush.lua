@@ -407,9 +407,13 @@ local function vput(r)
   end
 end
 
--- 1. Expire: due wheel slots, forgotten visitors, view buckets, instances.
+-- 1. Expire: due wheel slots, forgotten visitors, view buckets, instances;
+-- only once something is due (section 5 keeps when, in `st`).
+local old_state = redis.call('GET', st) or ''
+local tag, was_due = string.match(old_state, '^([^|]*)|(.*)$')
+local expire = tag == nil or (was_due ~= '' and now >= tonumber(was_due))
 local nowslot = math.floor(nowms / SLOT_MS)
-for _, s in ipairs(redis.call('ZRANGEBYSCORE', dqi, '-inf', nowslot)) do
+for _, s in ipairs(not expire and {} or redis.call('ZRANGEBYSCORE', dqi, '-inf', nowslot)) do
   local key = P .. 'dq:' .. s
   local due = redis.call('LRANGE', key, 0, -1)
   redis.call('DEL', key)
@@ -425,7 +429,8 @@ for _, s in ipairs(redis.call('ZRANGEBYSCORE', dqi, '-inf', nowslot)) do
   end
 end
 local oldest = math.floor((now - b.win) / 60)
-for _, part in ipairs(redis.call('ZRANGEBYSCORE', vbi, '-inf', '(' .. oldest)) do
+for _, part in ipairs(not expire and {} or
+                     redis.call('ZRANGEBYSCORE', vbi, '-inf', '(' .. oldest)) do
   local key = P .. 'vb:' .. part
   local counts = redis.call('HGETALL', key)
   for i = 1, #counts, 2 do
@@ -436,8 +441,10 @@ for _, part in ipairs(redis.call('ZRANGEBYSCORE', vbi, '-inf', '(' .. oldest)) d
   end
   redis.call('DEL', key)
 end
-redis.call('ZREMRANGEBYSCORE', vbi, '-inf', '(' .. oldest)
-redis.call('ZREMRANGEBYSCORE', inst, '-inf', now)
+if expire then
+  redis.call('ZREMRANGEBYSCORE', vbi, '-inf', '(' .. oldest)
+  redis.call('ZREMRANGEBYSCORE', inst, '-inf', now)
+end
 redis.call('ZADD', inst, now + b.ttl, me)
 
 -- 2. Presence operations, in the order they happened.
@@ -744,10 +751,9 @@ elseif online > tonumber(seen_this_minute) then
   redis.call('HSET', histk, this_minute, online)
 end
 
--- 5. The content's tag and when the site next has something due. An
+-- 5. The content's tag and when the site next has something due: a timer
+-- slot, views leaving the window, or the next minute (its history entry). An
 -- instance that already holds the snapshot of this tag gets only the tag.
-local old_state = redis.call('GET', st) or ''
-local tag = string.match(old_state, '^([^|]*)|')
 if changed or not tag or tag == '' then
   local epoch, n = string.match(tag or '', '^(.*)%.(%d+)$')
   if not epoch then
@@ -755,19 +761,17 @@ if changed or not tag or tag == '' then
   end
   tag = epoch .. '.' .. (tonumber(n) + 1)
 end
-local next_due = nil
+local next_due = (this_minute + 1) * 60
 local first_slot = redis.call('ZRANGE', dqi, 0, 0)[1]
 if first_slot then
-  next_due = EPOCH + tonumber(first_slot) * SLOT_MS / 1000
+  next_due = math.min(next_due, EPOCH + tonumber(first_slot) * SLOT_MS / 1000)
 end
 local first_part = redis.call('ZRANGE', vbi, 0, 0, 'WITHSCORES')
 if first_part[2] then
   local expires = (tonumber(first_part[2]) + 1) * 60 + b.win
-  if next_due == nil or expires < next_due then
-    next_due = expires
-  end
+  next_due = math.min(next_due, expires)
 end
-next_due = next_due and string.format('%.3f', next_due) or ''
+next_due = string.format('%.3f', next_due)
 local state = tag .. '|' .. next_due
 if state ~= old_state then
   redis.call('SET', st, state)
