@@ -8,19 +8,16 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from ..config import DashboardSettings, Settings
+from ..runtime import Pulse
 from ..store.base import Store, StoreUnavailable
 from .ratelimit import FailureLimiter, wait_for
 from .sessions import COOKIE_NAME, Session, SessionSigner
-
-if TYPE_CHECKING:
-    from ..app import Pulse
 
 log = logging.getLogger("portalpulse.dashboard")
 

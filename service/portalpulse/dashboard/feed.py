@@ -12,19 +12,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import Protocol, cast
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
+from ..fanout import Subscriber
 from ..store.base import StoreUnavailable
 from ..web.sender import OneSlotSender
 from .access import pulse_of, same_origin, session_of
 from .sessions import Session
-
-if TYPE_CHECKING:
-    from ..hub import Subscriber
 
 log = logging.getLogger("portalpulse.dashboard")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from xml.sax.saxutils import escape
 
 from starlette.requests import ClientDisconnect, Request
@@ -13,11 +13,9 @@ from .. import metrics, protocol
 from ..config import SiteSettings
 from ..periods import periods_of
 from ..protocol import ProtocolError
+from ..runtime import Pulse
 from ..store.base import StoreUnavailable
 from .clientaddr import client_address
-
-if TYPE_CHECKING:
-    from ..app import Pulse
 
 log = logging.getLogger("portalpulse.api")
 

@@ -7,17 +7,14 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from .. import metrics
+from ..runtime import Pulse
 from ..store.base import StoreUnavailable
-
-if TYPE_CHECKING:
-    from ..app import Pulse
 
 READY_TIMEOUT = 2.0
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
@@ -14,11 +13,9 @@ from starlette.websockets import WebSocket
 from .. import metrics, protocol
 from ..config import SiteSettings
 from ..protocol import Beat, Bye, Hello, Page, ProtocolError
+from ..runtime import Pulse
 from .clientaddr import client_address
 from .sender import OneSlotSender
-
-if TYPE_CHECKING:
-    from ..app import Pulse
 
 log = logging.getLogger("portalpulse.ws")
 
@@ -50,20 +47,18 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     if pulse.closing:
         await ws.close(1001)
         return
-    if not pulse.per_ip.open(ip):
+    conn = WsConnection(pulse, site, ws)
+    if not pulse.admit(ip, conn):
         metrics.messages_rejected.labels("too_many_connections").inc()
         metrics.connections_closed.labels("1013").inc()
         await ws.close(1013, "too many connections from this address")
         return
-    conn = WsConnection(pulse, site, ws)
-    pulse.connections.add(conn)
     metrics.connections.labels("ws").inc()
     metrics.connections_opened.labels("ws").inc()
     try:
         await conn.run()
     finally:
-        pulse.connections.discard(conn)
-        pulse.per_ip.close(ip)
+        pulse.release(ip, conn)
         metrics.connections.labels("ws").dec()
         metrics.connections_closed.labels(str(conn.close_code)).inc()
         pulse.hub.part(site.id, conn, conn.visitor, conn.pages, conn.engaged)

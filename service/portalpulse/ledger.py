@@ -1,0 +1,285 @@
+"""What this instance saw happen, per site, until the store hears it. No I/O.
+
+Events come in from the transports (`join`, `engage`, `change_pages`, `part`,
+`http_beat`), each with the monotonic time it happened; store operations go
+out as one `SiteBatch` per site (`take_batch`, undone by `give_back` when the
+store did not answer). Here are decided the rules a connection cannot see on
+its own: three tabs of one visitor count once, a `resume` counts no views,
+excluded pages count as online and as views but never trend, a visitor's last
+connection closing is a departure.
+
+The hub (`hub.py`) owns the clock and the store; this module only counts, so
+it is tested in-process (tests/unit/test_ledger.py).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from . import protocol, sources
+from .config import ServerSettings, SiteSettings
+from .domain import OpKind, PresenceOp, SiteBatch, VisitAttrs, day_keys, local_hour
+from .protocol import Hello, Page
+
+MAX_PENDING_OPS = 200_000
+"""Per site, while the store is down: the oldest operations are dropped beyond this."""
+
+
+@dataclass(slots=True)
+class VisitorHere:
+    """A visitor's connections on this instance and the pages they have open."""
+
+    connections: int = 0
+    pages: Counter[str] = field(default_factory=Counter)
+    refresh_due: float = 0.0
+    engaged: int = 0  # how many of its connections here are engaged
+    attrs: VisitAttrs | None = None  # where the visit came from, from its first hello
+
+    def close_pages(self, paths: Iterable[str]) -> tuple[str, ...]:
+        """One connection closed these pages; those no other connection has open."""
+        gone = []
+        for path in paths:
+            self.pages[path] -= 1
+            if self.pages[path] <= 0:
+                del self.pages[path]
+                gone.append(path)
+        return tuple(gone)
+
+
+@dataclass(slots=True)
+class Taken:
+    """What the last `take_batch` removed, so that `give_back` can restore it."""
+
+    ops: list[tuple[float, PresenceOp]]
+    views: Counter[str]
+    total_views: int
+    titles: dict[str, str]
+
+
+class SiteLedger:
+    """One site's visitors here, and what the store has not heard yet."""
+
+    def __init__(self, site: SiteSettings, server: ServerSettings) -> None:
+        self.site = site
+        self.server = server
+        self.hosts = sources.hosts_of(site.origins)
+        self.visitors: dict[str, VisitorHere] = {}
+        # (monotonic time of the event, its op): the op's age is set when it is taken.
+        self.ops: deque[tuple[float, PresenceOp]] = deque()
+        self.views: Counter[str] = Counter()
+        self.total_views = 0
+        self.titles: dict[str, str] = {}
+        # visitor -> until, in the order of `until` (each beat moves its visitor to
+        # the end), so expiry pops from the front and never scans the rest.
+        self.http_visitors: dict[str, float] = {}
+        self._taken = Taken([], Counter(), 0, {})
+
+    @property
+    def busy(self) -> bool:
+        """Something here for the store, or a visitor kept by HTTP beats."""
+        return bool(self.ops or self.views or self.total_views or self.http_visitors)
+
+    def ranked(self, pages: Iterable[Page]) -> tuple[str, ...]:
+        """The pages that may trend; excluded ones still count as online and as views."""
+        return tuple(p.path for p in pages if not protocol.is_excluded(p.path, self.site.exclude))
+
+    def count_views(self, pages: Iterable[Page]) -> None:
+        for page in pages:
+            self.total_views += 1
+            if not protocol.is_excluded(page.path, self.site.exclude):
+                self.views[page.path] += 1
+
+    def note_titles(self, pages: Iterable[Page]) -> None:
+        for page in pages:
+            if page.title:
+                self.titles[page.path] = page.title
+
+    def attrs_of(self, hello: Hello) -> VisitAttrs:
+        """Where a visit's first page came from, and on what."""
+        referrer = next((p.referrer for p in hello.pages if p.referrer), "")
+        return VisitAttrs(sources.classify(referrer, self.hosts), hello.device)
+
+    def add_op(
+        self,
+        kind: OpKind,
+        visitor: str,
+        pages: tuple[str, ...],
+        at: float,
+        engaged: bool | None = None,
+        attrs: VisitAttrs | None = None,
+    ) -> None:
+        self.ops.append((at, PresenceOp(kind, visitor, pages, 0.0, engaged, attrs)))
+        while len(self.ops) > MAX_PENDING_OPS:
+            self.ops.popleft()
+
+    def expire_http(self, now: float) -> None:
+        """Forget the visitors whose last HTTP beat is older than `presence_ttl`."""
+        kept = self.http_visitors
+        while kept and kept[next(iter(kept))] <= now:
+            del kept[next(iter(kept))]
+
+    def empty_batch(self, wall: float) -> SiteBatch:
+        """A batch that changes nothing: it only reads the site's snapshot."""
+        server = self.server
+        today, yesterday = day_keys(wall + server.clock_offset, server.zone)
+        return SiteBatch(
+            hour=local_hour(wall + server.clock_offset, server.zone),
+            site=self.site.id,
+            presence_ttl=server.presence_ttl,
+            leave_grace=server.leave_grace,
+            trending_window=server.trending_window,
+            trending_size=self.site.trending_size,
+            max_pages=self.site.max_pages,
+            day=today,
+            yesterday=yesterday,
+            want_yesterday=True,
+        )
+
+    def take_batch(self, now: float, wall: float) -> SiteBatch:
+        """Everything recorded since the last take; `give_back` undoes it."""
+        batch = self.empty_batch(wall)
+        batch.ops = [
+            PresenceOp(o.kind, o.visitor, o.pages, max(0.0, now - at), o.engaged, o.attrs)
+            for at, o in self.ops
+        ]
+        batch.views = dict(self.views)
+        batch.total_views = self.total_views
+        batch.titles = self.titles
+        self._taken = Taken(list(self.ops), self.views, self.total_views, self.titles)
+        self.ops, self.views, self.total_views, self.titles = deque(), Counter(), 0, {}
+        return batch
+
+    def give_back(self) -> None:
+        """The store did not take the last batch: keep it for the next one."""
+        taken, self._taken = self._taken, Taken([], Counter(), 0, {})
+        self.ops.extendleft(reversed(taken.ops))
+        self.views.update(taken.views)
+        self.total_views += taken.total_views
+        self.titles = {**taken.titles, **self.titles}
+
+
+class Ledger:
+    """Every site's ledger, and when each live visitor's presence is due a refresh."""
+
+    def __init__(self, server: ServerSettings, sites: Iterable[SiteSettings]) -> None:
+        self.server = server
+        self.sites = {site.id: SiteLedger(site, server) for site in sites}
+        # A live connection keeps its visitor present by itself, more often than
+        # the store would forget it, whatever the page's own timers do.
+        self.refresh_every = min(
+            server.beat_interval,
+            max(server.push_interval, (server.presence_ttl - server.push_interval) / 2),
+        )
+        self._refresh: deque[tuple[float, str, str]] = deque()  # (due, site, visitor)
+
+    def join(self, site_id: str, hello: Hello, now: float) -> None:
+        """A live connection said hello: its first for the visitor holds it here."""
+        site = self.sites[site_id]
+        visitor = hello.visitor
+        here = site.visitors.get(visitor)
+        first = here is None
+        if here is None:
+            here = site.visitors[visitor] = VisitorHere(refresh_due=now + self.refresh_every)
+            here.attrs = site.attrs_of(hello)
+            self._refresh.append((here.refresh_due, site_id, visitor))
+        here.connections += 1
+        here.engaged += hello.engaged
+        ranked = site.ranked(hello.pages)
+        here.pages.update(ranked)
+        site.note_titles(hello.pages)
+        if not hello.resume:
+            site.count_views(hello.pages)
+        kind = OpKind.HOLD if first else OpKind.REFRESH
+        site.add_op(kind, visitor, ranked, now, here.engaged > 0, here.attrs)
+
+    def engage(self, site_id: str, visitor: str, was: bool, engaged: bool, now: float) -> None:
+        """A connection's engagement changed; the visitor's only when no other tab is."""
+        site = self.sites[site_id]
+        here = site.visitors.get(visitor)
+        if here is None or was == engaged:
+            return
+        before = here.engaged > 0
+        here.engaged += 1 if engaged else -1
+        if (here.engaged > 0) != before:
+            site.add_op(OpKind.REFRESH, visitor, tuple(here.pages), now, not before)
+
+    def change_pages(
+        self, site_id: str, visitor: str, old: tuple[Page, ...], new: tuple[Page, ...], now: float
+    ) -> None:
+        """A connection's set of pages changed: new ones are views, closed ones lose a reader."""
+        site = self.sites[site_id]
+        here = site.visitors.get(visitor)
+        if here is None:
+            return
+        old_paths = {p.path for p in old}
+        opened = tuple(p for p in new if p.path not in old_paths)
+        new_paths = {p.path for p in new}
+        closed = site.ranked(p for p in old if p.path not in new_paths)
+        site.note_titles(new)
+        site.count_views(opened)
+        ranked_opened = site.ranked(opened)
+        here.pages.update(ranked_opened)
+        gone = here.close_pages(closed)
+        if ranked_opened:
+            site.add_op(OpKind.REFRESH, visitor, ranked_opened, now, here.engaged > 0)
+        if gone:
+            site.add_op(OpKind.CLOSE_PAGES, visitor, gone, now)
+
+    def part(
+        self, site_id: str, visitor: str, pages: tuple[Page, ...], engaged: bool, now: float
+    ) -> bool:
+        """A live connection that had said hello ended. True when it was the visitor's
+        last one here: a departure, which the store should hear soon."""
+        site = self.sites[site_id]
+        here = site.visitors.get(visitor)
+        if here is None:
+            return False
+        here.connections -= 1
+        ranked = site.ranked(pages)
+        if engaged and here.connections > 0:
+            self.engage(site_id, visitor, True, False, now)
+        if here.connections <= 0:
+            del site.visitors[visitor]
+            site.add_op(OpKind.LEAVE, visitor, tuple(set(ranked) | set(here.pages)), now)
+            return True
+        gone = here.close_pages(ranked)
+        if gone:
+            site.add_op(OpKind.CLOSE_PAGES, visitor, gone, now)
+        return False
+
+    def http_beat(self, site_id: str, hello: Hello, now: float) -> None:
+        """A beat over HTTP (the fallback, or sendBeacon on unload)."""
+        site = self.sites[site_id]
+        ranked = site.ranked(hello.pages)
+        site.note_titles(hello.pages)
+        site.http_visitors.pop(hello.visitor, None)
+        if hello.bye:
+            site.add_op(OpKind.BYE, hello.visitor, ranked, now)
+            return
+        if not hello.resume:
+            site.count_views(hello.pages)
+        site.http_visitors[hello.visitor] = now + self.server.presence_ttl
+        attrs = site.attrs_of(hello)
+        site.add_op(OpKind.BEAT, hello.visitor, ranked, now, hello.engaged, attrs)
+
+    def due_refreshes(self, now: float) -> None:
+        """Refresh the presence of every live visitor whose turn has come."""
+        queue = self._refresh
+        while queue and queue[0][0] <= now:
+            due, site_id, visitor = queue.popleft()
+            site = self.sites[site_id]
+            here = site.visitors.get(visitor)
+            if here is None or here.refresh_due != due:
+                continue
+            site.add_op(OpKind.REFRESH, visitor, tuple(here.pages), now, here.engaged > 0)
+            here.refresh_due = now + self.refresh_every
+            queue.append((here.refresh_due, site_id, visitor))
+
+    def leave_all(self, now: float) -> None:
+        """Shutting down: every visitor held here leaves."""
+        for site in self.sites.values():
+            for visitor, here in site.visitors.items():
+                site.add_op(OpKind.LEAVE, visitor, tuple(here.pages), now)
+            site.visitors.clear()
