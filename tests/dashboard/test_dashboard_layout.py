@@ -110,8 +110,9 @@ async def shot(tab: Page, name: str) -> None:
         await tab.screenshot(path=str(Path(folder) / f"{name}.png"))
 
 
-async def measures(tab: Page) -> dict[str, Any]:
-    return await tab.evaluate(  # type: ignore[no-any-return]
+async def measures(tab: Page, name: str) -> dict[str, Any]:
+    """What the screen shows; printed (pytest -s) for the record."""
+    seen: dict[str, Any] = await tab.evaluate(
         """() => {
           const rows = [...document.querySelectorAll('#pages tr[data-path]')].map(r => {
             const box = r.getBoundingClientRect();
@@ -147,6 +148,14 @@ async def measures(tab: Page) -> dict[str, Any]:
                   cls: window.__cls, shifts: window.__shifts, rows: rows};
         }"""
     )
+    rows = seen["rows"]
+    print(
+        f"{name}: page {seen['scrollWidth']}x{seen['scrollHeight']} in "
+        f"{seen['innerWidth']}x{seen['innerHeight']}, header {seen['headerHeight']:.0f} px, "
+        f"layout shift {seen['cls']:.4f}, {len(rows)} rows, first at y={rows[0]['top']:.0f}, "
+        f"fifth ends at y={rows[min(4, len(rows) - 1)]['bottom']:.0f}"
+    )
+    return seen
 
 
 async def test_the_dashboard_fits_newsroom_screens_and_phones(
@@ -157,7 +166,7 @@ async def test_the_dashboard_fits_newsroom_screens_and_phones(
 
     for query in ("", "wall=1"):
         wall = await open_dashboard(chromium, service, 1920, 1080, query)
-        seen = await measures(wall)
+        seen = await measures(wall, f"1920x1080{' wall' if query else ''}")
         await shot(wall, f"1920x1080{'-wall' if query else ''}")
         # Nothing scrolls on a wall screen, and every card is on it.
         assert seen["scrollHeight"] <= seen["innerHeight"], seen
@@ -180,7 +189,7 @@ async def test_the_dashboard_fits_newsroom_screens_and_phones(
         await wall.context.close()
 
     laptop = await open_dashboard(chromium, service, 1366, 768)
-    seen = await measures(laptop)
+    seen = await measures(laptop, "1366x768")
     await shot(laptop, "1366x768")
     assert seen["h1Height"] < 40 and seen["headerHeight"] < 64, seen  # one line
     assert seen["cls"] < 0.1, seen["shifts"]
@@ -192,9 +201,10 @@ async def test_the_dashboard_fits_newsroom_screens_and_phones(
     await laptop.context.close()
 
     phone = await open_dashboard(chromium, service, 390, 844)
-    seen = await measures(phone)
+    seen = await measures(phone, "390x844")
     await shot(phone, "390x844")
     assert seen["scrollWidth"] <= 390, seen
+    assert seen["cls"] < 0.1, seen["shifts"]
     overflowing = await phone.evaluate(
         """() => [...document.querySelectorAll('.card, .card *')].filter(el => {
              const card = el.closest('.card').getBoundingClientRect();
@@ -235,7 +245,7 @@ async def test_a_dropped_connection_dims_the_numbers_without_moving_them(
         assert opacity < 0.5, (number, opacity)
     await expect(tab.locator("#online")).to_have_text("30")  # the last numbers, dimmed
     await expect(tab.locator("#status-text")).to_have_text("Mất kết nối, đang thử lại…")
-    seen = await measures(tab)
+    seen = await measures(tab, "1366x768 after the connection dropped")
     assert seen["cls"] < 0.1, seen["shifts"]
     for one in readers:
         await one.close()
@@ -301,4 +311,12 @@ async def test_axes_speak_the_dashboard_s_language_and_rising_articles_are_marke
     assert any("," in label for label in axes["hours"]), axes
     await expect(rising.locator(".rising-badge")).to_have_text("▲ Rising")
     await shot(tab, "1920x1080-stub-en")
+    # Wall mode from its button: controls but the way out go, the address keeps it.
+    await tab.click("#wall-toggle")
+    await expect(tab.locator("html")).to_have_class(re.compile(r"\bwall\b"))
+    await expect(tab.locator("#logout-form")).to_be_hidden()
+    assert "wall=1" in tab.url
+    await tab.click("#wall-toggle")
+    await expect(tab.locator("#logout-form")).to_be_visible()
+    assert "wall=1" not in tab.url
     await context.close()
