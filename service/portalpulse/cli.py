@@ -21,6 +21,7 @@ import uvicorn
 from . import __version__, config
 from .dashboard import add_token_command, run_token_command
 from .logs import setup_logging
+from .web.slowclients import timed_h11
 
 log = logging.getLogger("portalpulse")
 
@@ -61,6 +62,7 @@ def uvicorn_config(settings: config.Settings, app: Any, **extra: Any) -> uvicorn
         app,
         host=server.host,
         port=server.port,
+        http=timed_h11(server.header_timeout, server.body_timeout),
         ws="websockets-sansio",
         ws_max_size=server.max_frame_bytes,
         ws_ping_interval=server.beat_interval,

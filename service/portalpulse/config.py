@@ -77,6 +77,10 @@ class ServerSettings:
     # The reverse proxies in front (CONTRACT §6): only behind one of these is
     # X-Forwarded-For read. Default none: the socket's peer is the client.
     trusted_proxies: tuple[Network, ...] = ()
+    # Seconds a client may take to send a request's headers, then its body: a
+    # half-sent request (slowloris) gets 408 and is closed, not kept for ever.
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
     log_level: str = "info"
     # How snapshots reach sockets: "direct" frames each once and writes the bytes to
     # every socket (uvicorn websockets-sansio); "asgi" sends through ASGI per socket.
@@ -163,6 +167,8 @@ _SERVER_NUMBERS: dict[str, tuple[type, float, float]] = {
     "max_connections_per_ip": (int, 1, 1_000_000),
     "max_http_beats_per_ip": (int, 1, 1_000_000),
     "max_pending_send_seconds": (float, 0.5, 600),
+    "header_timeout": (float, 0.1, 600),
+    "body_timeout": (float, 0.1, 600),
     "clock_offset": (float, -1e10, 1e10),
     "port": (int, 1, 65535),
 }
