@@ -103,10 +103,13 @@ class Fanout:
                 subscriber.offer(frame)
         metrics.push_seconds.observe(time.perf_counter() - started)
 
-    def push_dashboard(self, site_id: str, snap: SiteSnapshot) -> None:
-        """One dashboard frame per site per tick, whatever the number of editors."""
+    def push_dashboard(
+        self, site_id: str, snap: SiteSnapshot, rising: frozenset[str] = frozenset()
+    ) -> None:
+        """One dashboard frame per site per tick, whatever the number of editors;
+        `rising`: the articles marked rising (rising_webhook.py)."""
         audience = self.audiences[site_id]
-        frame, key = dashboard_frame(snap, audience.site)
+        frame, key = dashboard_frame(snap, audience.site, rising)
         audience.dashboard_frame = frame
         if key == audience.dashboard_key:
             return

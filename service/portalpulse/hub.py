@@ -23,6 +23,7 @@ from .domain import SiteSnapshot
 from .fanout import Fanout, Subscriber
 from .ledger import Ledger
 from .protocol import Hello, Page
+from .rising_webhook import RisingAlerts
 from .store.base import Store, StoreUnavailable
 
 log = logging.getLogger("portalpulse.hub")
@@ -55,6 +56,7 @@ class Hub:
         self.ledger = Ledger(server, sites.values())
         self.fanout = Fanout(sites, server.push_interval)
         self.reads = {site_id: SiteRead() for site_id in sites}
+        self.rising = RisingAlerts(server, store)  # rising articles, and their webhook
         self._urgent = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._store_ok = True
@@ -109,6 +111,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self.rising.close()
 
     async def drain(self) -> None:
         """Shutting down: every local visitor leaves (they reconnect elsewhere within
@@ -236,10 +239,11 @@ class Hub:
             read = self.reads[site_id]
             read.snapshot, read.snapshot_at = snap, now
             metrics.online_visitors.labels(site_id).set(snap.online)
+            rising = self.rising.observe(self.ledger.sites[site_id].site, snap)
             if push and not self.closing:
                 await self.fanout.push(site_id, snap, now)
                 if snap.detail is not None:
-                    self.fanout.push_dashboard(site_id, snap)
+                    self.fanout.push_dashboard(site_id, snap, rising)
 
     # -- editors' dashboards: one frame per site per tick, whatever the number of editors --
 
@@ -258,7 +262,7 @@ class Hub:
         batch = ledger.empty_batch(time.time())
         batch.detail = True
         (snap,) = await self.store.flush([batch])
-        frame, _ = dashboard_frame(snap, ledger.site)
+        frame, _ = dashboard_frame(snap, ledger.site, self.rising.current(site_id))
         return frame
 
     async def history(self, site_id: str, minutes: int) -> list[tuple[float, int]]:

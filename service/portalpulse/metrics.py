@@ -91,6 +91,13 @@ store_up = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livemin",
 )
+rising_webhooks = Counter(
+    "portalpulse_rising_webhooks_total",
+    "Rising-article webhook posts of this process: sent, failed (an error or a timeout; "
+    "logged at warning), dropped (too many in flight).",
+    ["result"],
+    registry=REGISTRY,
+)
 store_reconnects = Counter(
     "portalpulse_store_reconnects_total",
     "Times the store came back after being unreachable.",
