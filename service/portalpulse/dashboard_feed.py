@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from typing import Any
-from urllib.parse import urlsplit
 
 from . import protocol, sources
 from .config import SiteSettings
@@ -22,23 +21,6 @@ def split_sources(counts: dict[str, int]) -> tuple[dict[str, int], dict[str, int
         if name:
             names[name] = names.get(name, 0) + count
     return kinds, {name: n for name, n in sorted(names.items()) if n > 0}
-
-
-def arrival_source(referrer: str, site: SiteSettings, hosts: frozenset[str]) -> str:
-    """Where one page view came from, for the drill-down: 'kind:name', or for a
-    referrer on one of the site's own hosts 'internal:' and the previous page's
-    path, normalised like pages ('internal:' alone when it is no page we count)."""
-    source = sources.classify(referrer, hosts)
-    if source != "internal:":
-        return source
-    try:
-        parts = urlsplit(referrer.strip())
-        path = protocol.normalise_path(
-            (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), site.keep_query
-        )
-    except (ValueError, protocol.ProtocolError):
-        return source
-    return source if protocol.is_excluded(path, site.exclude) else source + path
 
 
 def device_counts(counts: dict[str, int]) -> dict[str, int]:

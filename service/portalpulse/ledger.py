@@ -56,6 +56,7 @@ class Taken:
     views: Counter[str]
     total_views: int
     titles: dict[str, str]
+    arrivals: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
 
 class SiteLedger:
@@ -69,6 +70,8 @@ class SiteLedger:
         # (monotonic time of the event, its op): the op's age is set when it is taken.
         self.ops: deque[tuple[float, PresenceOp]] = deque()
         self.views: Counter[str] = Counter()
+        # (page, where the view came from, device) -> views, for the drill-down.
+        self.arrivals: Counter[tuple[str, str, str]] = Counter()
         self.total_views = 0
         self.titles: dict[str, str] = {}
         # visitor -> until, in the order of `until` (each beat moves its visitor to
@@ -85,11 +88,14 @@ class SiteLedger:
         """The pages that may trend; excluded ones still count as online and as views."""
         return tuple(p.path for p in pages if not protocol.is_excluded(p.path, self.site.exclude))
 
-    def count_views(self, pages: Iterable[Page]) -> None:
+    def count_views(self, pages: Iterable[Page], device: str = "") -> None:
+        site = self.site
         for page in pages:
             self.total_views += 1
-            if not protocol.is_excluded(page.path, self.site.exclude):
+            if not protocol.is_excluded(page.path, site.exclude):
                 self.views[page.path] += 1
+                source = sources.arrival(page.referrer, self.hosts, site.keep_query, site.exclude)
+                self.arrivals[(page.path, source, device)] += 1
 
     def note_titles(self, pages: Iterable[Page]) -> None:
         for page in pages:
@@ -145,10 +151,14 @@ class SiteLedger:
             for at, o in self.ops
         ]
         batch.views = dict(self.views)
+        batch.arrivals = dict(self.arrivals)
         batch.total_views = self.total_views
         batch.titles = self.titles
-        self._taken = Taken(list(self.ops), self.views, self.total_views, self.titles)
+        self._taken = Taken(
+            list(self.ops), self.views, self.total_views, self.titles, self.arrivals
+        )
         self.ops, self.views, self.total_views, self.titles = deque(), Counter(), 0, {}
+        self.arrivals = Counter()
         return batch
 
     def give_back(self) -> None:
@@ -156,6 +166,7 @@ class SiteLedger:
         taken, self._taken = self._taken, Taken([], Counter(), 0, {})
         self.ops.extendleft(reversed(taken.ops))
         self.views.update(taken.views)
+        self.arrivals.update(taken.arrivals)
         self.total_views += taken.total_views
         self.titles = {**taken.titles, **self.titles}
 
@@ -190,7 +201,7 @@ class Ledger:
         here.pages.update(ranked)
         site.note_titles(hello.pages)
         if not hello.resume:
-            site.count_views(hello.pages)
+            site.count_views(hello.pages, hello.device)
         kind = OpKind.HOLD if first else OpKind.REFRESH
         site.add_op(kind, visitor, ranked, now, here.engaged > 0, here.attrs)
 
@@ -218,7 +229,7 @@ class Ledger:
         new_paths = {p.path for p in new}
         closed = site.ranked(p for p in old if p.path not in new_paths)
         site.note_titles(new)
-        site.count_views(opened)
+        site.count_views(opened, here.attrs.device if here.attrs else "")
         ranked_opened = site.ranked(opened)
         here.pages.update(ranked_opened)
         gone = here.close_pages(closed)
@@ -259,7 +270,7 @@ class Ledger:
             site.add_op(OpKind.BYE, hello.visitor, ranked, now)
             return
         if not hello.resume:
-            site.count_views(hello.pages)
+            site.count_views(hello.pages, hello.device)
         site.http_visitors[hello.visitor] = now + self.server.presence_ttl
         attrs = site.attrs_of(hello)
         site.add_op(OpKind.BEAT, hello.visitor, ranked, now, hello.engaged, attrs)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from . import protocol
+
 KINDS = ("direct", "search", "social", "internal", "other")
 
 # host suffix -> (kind, name). Matched on the host and each parent domain.
@@ -83,3 +85,26 @@ def hosts_of(origins: tuple[str, ...]) -> frozenset[str]:
             hosts.add(host)
             hosts.add(host[4:] if host.startswith("www.") else "www." + host)
     return frozenset(hosts)
+
+
+def arrival(
+    referrer: str,
+    site_hosts: frozenset[str],
+    keep_query: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
+) -> str:
+    """Where one page view came from, for the dashboard's drill-down: `classify`'s
+    'kind:name', or for a referrer on one of the site's own hosts 'internal:' and
+    the previous page's path, normalised like pages ('internal:' alone when that
+    is no page the site counts). The path is only a name the store looks up among
+    the pages it tracks, never kept otherwise."""
+    source = classify(referrer, site_hosts)
+    if source != "internal:":
+        return source
+    try:
+        parts = urlsplit(referrer.strip())
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        path = protocol.normalise_path(target, keep_query)
+    except (ValueError, protocol.ProtocolError):
+        return source
+    return source if protocol.is_excluded(path, exclude) else source + path
