@@ -12,6 +12,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# The dashboard's layout tests measure text: one known font with Vietnamese glyphs.
+fc-list 2>/dev/null | grep -q "Noto Sans" || missing+=(fonts-noto-core)
 command -v nginx >/dev/null || missing+=(nginx)
 command -v node >/dev/null || missing+=(nodejs)
 if [ ${#missing[@]} -gt 0 ]; then
