@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from support.processes import (
+    DEMO_SITE,
     FAST_TIMING,
+    LOG_FAULTS,
     RedisServer,
     Service,
     free_port,
@@ -16,15 +18,6 @@ from support.processes import (
     redis_server,
     write_config,
 )
-
-DEMO_SITE = """
-[sites.demo]
-name = "Demo"
-origins = ["http://localhost:*", "http://127.0.0.1:*"]
-keep_query = ["ItemID"]
-"""
-
-LOG_FAULTS = ("Traceback", "Exception in ASGI", '"level": "error"')
 
 
 @pytest.fixture

@@ -291,6 +291,16 @@ hello_timeout = 2
 clock_offset = {offset_to_local_noon():.3f}
 """
 
+# The site most tests use, and what a service log must never hold.
+DEMO_SITE = """
+[sites.demo]
+name = "Demo"
+origins = ["http://localhost:*", "http://127.0.0.1:*"]
+keep_query = ["ItemID"]
+"""
+
+LOG_FAULTS = ("Traceback", "Exception in ASGI", '"level": "error"')
+
 
 def write_config(path: Path, body: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

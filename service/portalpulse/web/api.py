@@ -88,6 +88,9 @@ async def post_beat(request: Request) -> Response:
     origin = request.headers.get("origin")
     if origin is not None and "Access-Control-Allow-Origin" not in headers:
         return error(403, "forbidden_origin", "this origin may not use the site", headers)
+    if pulse.closing:
+        # Before any other check: the client should retry on another instance at once.
+        return error(503, "shutting_down", "this instance is shutting down", headers)
     address = client_address(request)
     if not pulse.http_beats.allow(address):
         return error(429, "rate", "too many beats from this address; slow down", headers)
@@ -103,8 +106,6 @@ async def post_beat(request: Request) -> Response:
     except ProtocolError as exc:
         status = 413 if exc.code == "too_big" else 400
         return error(status, exc.code, exc.message, headers)
-    if pulse.closing:
-        return error(503, "shutting_down", "this instance is shutting down", headers)
     metrics.beats.labels("http").inc()
     pulse.hub.http_beat(site.id, hello)
     # Answer with a count that includes this beat: wait for its flush (one tick at most).

@@ -76,10 +76,13 @@ SNAPSHOT_FIELDS: dict[str, Schema] = {
 BEAT_INTERVAL: Schema = {"type": "number", "exclusiveMinimum": 0}
 PAGE = obj(
     {
+        # What location.pathname (+ search) gives: already percent-encoded ASCII. The
+        # service also takes raw Unicode paths, up to 512 bytes once percent-encoded.
         "path": {
             "type": "string",
-            "pattern": "^/",
-            "description": "starts with a single '/'; at most 512 bytes once normalised",
+            "pattern": r"^/(?!/)[A-Za-z0-9/%:@!$&'()*+,;=._~-]*(\?[A-Za-z0-9%=&._~-]*)?$",
+            "maxLength": protocol.MAX_PATH_BYTES,
+            "description": "the page's path (and query), starting with a single '/'",
         },
         "title": {"type": "string", "description": "plain text, cut to 200 characters"},
         "referrer": {"type": "string"},
@@ -95,8 +98,14 @@ BEAT_BODY = obj(
         "resume": {"type": "boolean", "description": "a reconnect: counts no views"},
         "device": {"type": "string", "enum": list(protocol.DEVICES)},
         "bye": {"type": "boolean", "description": "this browser's last tab is leaving"},
+        "want": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"enum": list(protocol.WANTABLE)},
+            "description": "as in the WebSocket hello; HTTP answers carry the whole snapshot",
+        },
     },
-    optional=("type", "pages", "engaged", "resume", "device", "bye"),
+    optional=("type", "pages", "engaged", "resume", "device", "bye", "want"),
 )
 ERROR = obj(
     {
@@ -145,7 +154,9 @@ SCHEMAS: dict[str, Schema] = {
                 "description": "[minute's Unix time, online], oldest first",
                 "items": {
                     "type": "array",
-                    "prefixItems": [{"type": "number"}, COUNT],
+                    # Both numbers, not two prefixItems: some validators still read
+                    # `items` the draft-4 way.
+                    "items": {"type": "number", "minimum": 0},
                     "minItems": 2,
                     "maxItems": 2,
                 },
@@ -213,10 +224,12 @@ def post_beats() -> Schema:
             "description": f"at most {16 * 1024} bytes",
             "content": {
                 "application/json": {"schema": body_schema},
+                # What sendBeacon sends: the same JSON object, as text.
                 "text/plain": {
                     "schema": {
                         "type": "string",
-                        "description": "the same JSON object sent as text (what sendBeacon sends)",
+                        "contentMediaType": "application/json",
+                        "contentSchema": body_schema,
                     }
                 },
             },

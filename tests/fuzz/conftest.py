@@ -1,0 +1,50 @@
+"""One service on a real Redis per fuzz module: examples share it, as real traffic
+would, and the counts it ends with must be exactly what the accepted input made."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from portalpulse.dashboard.tokens import token_hash
+from support.fuzz_target import EDITOR_TOKEN, Fuzzed
+from support.processes import (
+    DEMO_SITE,
+    FAST_TIMING,
+    Service,
+    free_port,
+    redis_server,
+    write_config,
+)
+
+# Every example comes from loopback: lift the per-address bounds that would
+# otherwise refuse the fuzzer itself (they have tests of their own).
+CONFIG = (
+    FAST_TIMING.replace("[server]", "[server]\nmax_http_beats_per_ip = 100000")
+    + DEMO_SITE
+    + f"""dashboard_tokens = ["{token_hash(EDITOR_TOKEN)}"]
+
+[dashboard]
+session_secret = "fuzz-test-secret-0123456789abcdef"
+"""
+)
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
+    tmp = tmp_path_factory.mktemp("fuzz")
+    with redis_server(tmp / "redis") as redis:
+        service = Service(
+            port=free_port(),
+            config=write_config(tmp / "config.toml", CONFIG),
+            data_dir=tmp / "data",
+            redis_url=redis.url,
+        )
+        service.start()
+        state = Fuzzed(service)
+        try:
+            yield state
+        finally:
+            service.stop()
+        state.check_logs()
