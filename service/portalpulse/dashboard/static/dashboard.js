@@ -182,7 +182,7 @@
     charts: { minutes: null, hours: null },
     range: 60,        // minutes the online chart spans
     history: null,    // [[ts, online], ...] for a range beyond the live frame's hour
-    drill: { path: null, data: null, chart: null, timer: null },
+    drill: { path: null, data: null, chart: null, timer: null, returnTo: null },
   };
 
   function $(id) { return document.getElementById(id); }
@@ -778,7 +778,10 @@
     if (state.drill.path !== path && state.drill.chart) { state.drill.chart.destroy(); state.drill.chart = null; }
     state.drill.path = path;
     $("drill-title").textContent = titleOf(path);
+    var wasHidden = $("drill").hidden;
     $("drill").hidden = false;
+    if (wasHidden) state.drill.returnTo = document.activeElement;
+    $("drill-close").focus({ preventScroll: true });
     markSelected();
     clearInterval(state.drill.timer);
     state.drill.timer = setInterval(loadDrill, DRILL_EVERY_MS);
@@ -792,6 +795,10 @@
     state.drill.data = null;
     $("drill").hidden = true;
     markSelected();
+    // Keyboard users land back on the article they opened.
+    var back = state.drill.returnTo;
+    state.drill.returnTo = null;
+    if (back && document.contains(back)) back.focus({ preventScroll: true });
   }
 
   // A click on an article opens its detail here; with a modifier key (or the
