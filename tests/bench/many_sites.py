@@ -22,9 +22,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,11 +32,10 @@ from typing import Any
 import measures
 import profilers
 from stack import (
-    REPO,
-    SERVER_TIMING,
     RedisProc,
     ServiceProc,
     cpu_seconds,
+    installed,
     machine_cpu,
     raise_fd_limit,
     rss_kb,
@@ -49,7 +46,6 @@ from wsclient import WsClient
 
 ORIGIN = "https://bench.portalpulse.test"
 SOURCES = [f"127.0.0.{n}" for n in range(2, 251)]
-VENVS = Path(tempfile.gettempdir()) / "portalpulse-bench-venvs"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,64 +62,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--wait-quiet", type=float, default=60, help="wait up to this long for idle CPUs"
     )
     p.add_argument("--out", help="write the JSON summary here")
+    p.add_argument(
+        "--with",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="PACKAGE",
+        help="also pip install PACKAGE into the service's venv (e.g. uvloop)",
+    )
     p.add_argument("--py-spy", help="profile the first instance over the window into this dir")
     return p.parse_args(argv)
-
-
-def installed(revision: str) -> tuple[Path, str]:
-    """A venv with the service of `revision` installed as the README says (cached)."""
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", revision], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    venv = VENVS / commit[:12]
-    if (venv / "bin" / "portalpulse").exists():
-        return venv, commit
-    src = VENVS / f"src-{commit[:12]}"
-    src.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", commit], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    print(f"[install] pip install . ({commit[:12]}) into {venv}", flush=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(src)], check=True, cwd=str(src))
-    return venv, commit
-
-
-class Instance(ServiceProc):
-    """`portalpulse serve` from an installed venv, with every benchmark site."""
-
-    def __init__(self, workdir: Path, redis_url: str, venv: Path, sites: list[str]) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        super().__init__(workdir, redis_url, sites[0], source=REPO)
-        self.venv = venv
-        self.sites = sites
-
-    def start(self) -> None:
-        lines = [*SERVER_TIMING, ""]
-        for site in self.sites:
-            lines += [f"[sites.{site}]", f'name = "Cổng {site}"', 'origins = ["*"]', ""]
-        self.config.write_text("\n".join(lines))
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PORTALPULSE_CONFIG")}
-        command = [str(self.venv / "bin" / "portalpulse"), "serve", "--config", str(self.config)]
-        command += ["--port", str(self.port), "--redis", self.redis_url]
-        self.proc = subprocess.Popen(
-            command,
-            stdout=open(self.log, "wb"),  # noqa: SIM115 - kept for the child
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=self.workdir,
-            preexec_fn=raise_fd_limit,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if self.get("/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("portalpulse serve not ready:\n" + self.log_tail())
 
 
 class Reader(WsClient):
@@ -225,14 +173,16 @@ class ManySites:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.workdir = Path(tempfile.mkdtemp(prefix="portalpulse-many-"))
-        self.venv, self.commit = installed(args.service_revision)
+        self.venv, self.commit = installed(args.service_revision, tuple(args.extra))
         self.redis = RedisProc(self.workdir)
         self.sites = [f"s{n:05d}" for n in range(args.sites)]
         url = args.redis or self.redis.url
-        self.instances = [
-            Instance(self.workdir / f"i{n}", url, self.venv, self.sites)
-            for n in range(args.instances)
-        ]
+        self.instances = []
+        for n in range(args.instances):
+            (self.workdir / f"i{n}").mkdir()
+            self.instances.append(
+                ServiceProc(self.workdir / f"i{n}", url, self.sites, venv=self.venv)
+            )
         self.result: dict[str, Any] = {"args": vars(args), "service_commit": self.commit}
 
     def run(self) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from stack import (
     ServiceProc,
     cpu_seconds,
     export_service,
+    installed,
     machine_cpu,
     rss_kb,
     scheduling,
@@ -64,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--service-revision",
         default="HEAD",
-        help='git revision of service/ to run, or "worktree" for the files as they are',
+        help='git revision to pip install and run, or "worktree": service/ as it is, uninstalled',
     )
     p.add_argument(
         "--wait-quiet",
@@ -88,6 +89,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--perf", action="store_true", help="perf record the service (kernel too)")
     p.add_argument("--py-spy", action="store_true", help="profile the service over the window")
     p.add_argument("--out", help="directory for the JSON summary, logs and profile")
+    p.add_argument(
+        "--with",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="PACKAGE",
+        help="also pip install PACKAGE into the service's venv (e.g. uvloop)",
+    )
     return p.parse_args(argv)
 
 
@@ -98,14 +107,21 @@ class Bench:
         self.out = Path(args.out) if args.out else self.workdir
         self.out.mkdir(parents=True, exist_ok=True)
         self.redis = RedisProc(self.workdir)
-        source, self.commit = export_service(args.service_revision, self.workdir / "src")
+        source: Path | None = None
+        venv: Path | None = None
+        if args.service_revision == "worktree":
+            source, self.commit = export_service("worktree", self.workdir / "src")
+        else:
+            # As the README installs it: `pip install .` into a venv of its own.
+            venv, self.commit = installed(args.service_revision, tuple(args.extra))
         self.service = ServiceProc(
             self.workdir,
             self.redis.url,
-            SITE,
+            [SITE],
             source,
             workers=args.service_workers,
             server_lines=tuple(args.server_option),
+            venv=venv,
         )
         self.workers: list[multiprocessing.Process] = []
         self.pipes: list[Any] = []

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -212,25 +213,52 @@ def export_service(revision: str, into: Path) -> tuple[Path, str]:
     return into / "service", commit
 
 
+VENVS = Path(tempfile.gettempdir()) / "portalpulse-bench-venvs"
+
+
+def installed(revision: str, extras: tuple[str, ...] = ()) -> tuple[Path, str]:
+    """A venv with the service of `revision` installed as the README says (`pip
+    install .`), plus any `extras` (e.g. "uvloop"); cached per commit and extras."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", revision], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    venv = VENVS / "+".join([commit[:12], *extras])
+    if (venv / "bin" / "portalpulse").exists():
+        return venv, commit
+    src = VENVS / f"src-{commit[:12]}"
+    src.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", commit], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    print(f"[install] pip install . {' '.join(extras)} ({commit[:12]}) into {venv}", flush=True)
+    pip = [str(venv / "bin" / "pip"), "install", "-q", str(src), *extras]
+    subprocess.run(pip, check=True, cwd=str(src))
+    return venv, commit
+
+
 class ServiceProc:
-    """`portalpulse serve`, one process, on Redis."""
+    """`portalpulse serve` on Redis: from an installed venv, or from `source`."""
 
     def __init__(
         self,
         workdir: Path,
         redis_url: str,
-        site: str,
-        source: Path,
+        sites: list[str],
+        source: Path | None = None,
         workers: int = 1,
         server_lines: tuple[str, ...] = (),
+        venv: Path | None = None,
     ) -> None:
         self.workers = workers
         self.server_lines = server_lines  # extra `key = value` lines for [server]
         self.source = source  # the directory that holds the `portalpulse` package
+        self.venv = venv  # or a venv where it is installed
         self.port = free_port()
         self.workdir = workdir
         self.redis_url = redis_url
-        self.site = site
+        self.sites = sites
         self.proc: subprocess.Popen[bytes] | None = None
         self.config = workdir / "portalpulse.toml"
         self.log = workdir / "service.log"
@@ -241,24 +269,22 @@ class ServiceProc:
         return self.proc.pid
 
     def start(self) -> None:
-        lines = [
-            *SERVER_TIMING,
-            *self.server_lines,
-            "",
-            f"[sites.{self.site}]",
-            'name = "Cổng thông tin (benchmark)"',
-            'origins = ["*"]',
-        ]
-        self.config.write_text("\n".join(lines) + "\n")
-        env = dict(os.environ, PYTHONPATH=str(self.source))
-        env.pop("PORTALPULSE_CONFIG", None)
+        lines = [*SERVER_TIMING, *self.server_lines, ""]
+        for site in self.sites:
+            lines += [f"[sites.{site}]", f'name = "Cổng thông tin {site}"', 'origins = ["*"]', ""]
+        self.config.write_text("\n".join(lines))
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PORTALPULSE_CONFIG")}
+        if self.venv is not None:
+            command = [str(self.venv / "bin" / "portalpulse"), "serve"]
+        else:
+            env["PYTHONPATH"] = str(self.source)
+            command = [sys.executable, "-m", "portalpulse.cli", "serve"]
         options = {
             "--config": str(self.config),
             "--port": str(self.port),
             "--redis": self.redis_url,
             "--workers": str(self.workers),
         }
-        command = [sys.executable, "-m", "portalpulse.cli", "serve"]
         for option, value in options.items():
             command += [option, value]
         self.proc = subprocess.Popen(
@@ -269,7 +295,7 @@ class ServiceProc:
             cwd=self.workdir,
             preexec_fn=raise_fd_limit,
         )
-        _wait_until(lambda: self.get("/readyz")[0] == 200, 30, "portalpulse serve")
+        _wait_until(lambda: self.get("/readyz")[0] == 200, 60, "portalpulse serve")
 
     def get(self, path: str) -> tuple[int, str]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
