@@ -9,6 +9,8 @@ JSON: all three share these types, and none of them owns them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import math
 from dataclasses import dataclass, field
 from enum import IntEnum
 from zoneinfo import ZoneInfo
@@ -168,3 +170,15 @@ def day_keys(when: float, zone: ZoneInfo) -> tuple[str, str]:
 
 def local_hour(when: float, zone: ZoneInfo) -> int:
     return dt.datetime.fromtimestamp(when, zone).hour
+
+
+@functools.lru_cache(maxsize=4)
+def _calendar_of_second(second: int, zone: ZoneInfo) -> tuple[str, str, int]:
+    return (*day_keys(second, zone), local_hour(second, zone))
+
+
+def calendar_at(when: float, zone: ZoneInfo) -> tuple[str, str, int]:
+    """(today, yesterday, local hour) at Unix time `when`: worked out once a second,
+    not once per site and tick. Days and hours turn on whole seconds (zones are
+    whole seconds off UTC), so the second `when` falls in has the same answers."""
+    return _calendar_of_second(math.floor(when), zone)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from . import protocol, sources
 from .config import ServerSettings, SiteSettings
-from .domain import OpKind, PresenceOp, SiteBatch, VisitAttrs, day_keys, local_hour
+from .domain import OpKind, PresenceOp, SiteBatch, VisitAttrs, calendar_at
 from .protocol import Hello, Page
 
 MAX_PENDING_OPS = 200_000
@@ -59,6 +59,9 @@ class Taken:
     arrivals: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
 
+NOTHING_TAKEN = Taken([], Counter(), 0, {})  # never changed: give_back only reads it
+
+
 class SiteLedger:
     """One site's visitors here, and what the store has not heard yet."""
 
@@ -77,7 +80,7 @@ class SiteLedger:
         # visitor -> until, in the order of `until` (each beat moves its visitor to
         # the end), so expiry pops from the front and never scans the rest.
         self.http_visitors: dict[str, float] = {}
-        self._taken = Taken([], Counter(), 0, {})
+        self._taken = NOTHING_TAKEN
 
     @property
     def busy(self) -> bool:
@@ -129,9 +132,9 @@ class SiteLedger:
     def empty_batch(self, wall: float) -> SiteBatch:
         """A batch that changes nothing: it only reads the site's snapshot."""
         server = self.server
-        today, yesterday = day_keys(wall + server.clock_offset, server.zone)
+        today, yesterday, hour = calendar_at(wall + server.clock_offset, server.zone)
         return SiteBatch(
-            hour=local_hour(wall + server.clock_offset, server.zone),
+            hour=hour,
             site=self.site.id,
             presence_ttl=server.presence_ttl,
             leave_grace=server.leave_grace,
@@ -146,6 +149,10 @@ class SiteLedger:
     def take_batch(self, now: float, wall: float) -> SiteBatch:
         """Everything recorded since the last take; `give_back` undoes it."""
         batch = self.empty_batch(wall)
+        if not (self.ops or self.views or self.total_views or self.titles):
+            # A quiet site, the common case: nothing to take, nothing to allocate.
+            self._taken = NOTHING_TAKEN
+            return batch
         batch.ops = [
             PresenceOp(o.kind, o.visitor, o.pages, max(0.0, now - at), o.engaged, o.attrs)
             for at, o in self.ops
@@ -163,7 +170,7 @@ class SiteLedger:
 
     def give_back(self) -> None:
         """The store did not take the last batch: keep it for the next one."""
-        taken, self._taken = self._taken, Taken([], Counter(), 0, {})
+        taken, self._taken = self._taken, NOTHING_TAKEN
         self.ops.extendleft(reversed(taken.ops))
         self.views.update(taken.views)
         self.arrivals.update(taken.arrivals)
