@@ -34,6 +34,7 @@ import profilers
 from stack import (
     RedisProc,
     ServiceProc,
+    add_with_option,
     cpu_seconds,
     installed,
     machine_cpu,
@@ -62,14 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--wait-quiet", type=float, default=60, help="wait up to this long for idle CPUs"
     )
     p.add_argument("--out", help="write the JSON summary here")
-    p.add_argument(
-        "--with",
-        dest="extra",
-        action="append",
-        default=[],
-        metavar="PACKAGE",
-        help="also pip install PACKAGE into the service's venv (e.g. uvloop)",
-    )
+    add_with_option(p)
     p.add_argument("--py-spy", help="profile the first instance over the window into this dir")
     return p.parse_args(argv)
 

@@ -30,6 +30,7 @@ import profilers
 from stack import (
     RedisProc,
     ServiceProc,
+    add_with_option,
     cpu_seconds,
     export_service,
     installed,
@@ -89,14 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--perf", action="store_true", help="perf record the service (kernel too)")
     p.add_argument("--py-spy", action="store_true", help="profile the service over the window")
     p.add_argument("--out", help="directory for the JSON summary, logs and profile")
-    p.add_argument(
-        "--with",
-        dest="extra",
-        action="append",
-        default=[],
-        metavar="PACKAGE",
-        help="also pip install PACKAGE into the service's venv (e.g. uvloop)",
-    )
+    add_with_option(p)
     return p.parse_args(argv)
 
 

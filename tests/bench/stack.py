@@ -7,6 +7,7 @@ sure (SIGTERM, then SIGKILL). Also the readings taken from outside:
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import os
 import resource
@@ -214,6 +215,17 @@ def export_service(revision: str, into: Path) -> tuple[Path, str]:
 
 
 VENVS = Path(tempfile.gettempdir()) / "portalpulse-bench-venvs"
+
+
+def add_with_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--with",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="PACKAGE",
+        help="also pip install PACKAGE into the service's venv (e.g. uvloop)",
+    )
 
 
 def installed(revision: str, extras: tuple[str, ...] = ()) -> tuple[Path, str]:
