@@ -46,8 +46,11 @@ def make_service(tmp_path: Path) -> Iterator[ServiceFactory]:
         data_dir: Path | None = None,
         extra: list[str] | None = None,
         allow_errors: bool = False,
+        fanout: str | None = None,
     ) -> Service:
         index = len(started)
+        if fanout is not None:  # the fan-out's implementation: "direct" or "asgi"
+            config = config.replace("[server]", f'[server]\nfanout = "{fanout}"', 1)
         service = Service(
             port=free_port(),
             config=write_config(tmp_path / f"config-{index}.toml", config),

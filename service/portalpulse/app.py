@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from . import config, dashboard
-from .runtime import Pulse
+from .runtime import NOT_SERVED, Pulse
 from .store import Store
 from .web import api, openapi, pages
 from .web.ratelimit import AddressCounts, AddressRate
@@ -43,13 +43,20 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "internal", "message": "unexpected error"}, status_code=500)
 
 
-def create_app(settings: config.Settings, store: Store | None = None) -> Starlette:
+def create_app(
+    settings: config.Settings,
+    store: Store | None = None,
+    direct_unavailable: str | None = NOT_SERVED,
+) -> Starlette:
+    """The service's app. `direct_unavailable`: why its server cannot offer the
+    fan-out's direct-write path, None when it can (`portalpulse serve` knows)."""
     server = settings.server
     pulse = Pulse(
         settings,
         http_beats=AddressRate(server.max_http_beats_per_ip),
         connections=AddressCounts(server.max_connections_per_ip),
         store=store,
+        direct_unavailable=direct_unavailable,
     )
 
     @contextlib.asynccontextmanager

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -11,7 +13,8 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,11 +33,21 @@ class PulseServer(uvicorn.Server):
     """uvicorn, but on shutdown our WebSockets close with 1001 (uvicorn's own
     shutdown would send 1012) and the store hears who left, before sockets drop."""
 
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        super().handle_exit(sig, frame)
-        # uvicorn re-raises the signal after a graceful stop; a drained stop is a
-        # clean exit (status 0) for process supervisors.
-        self._captured_signals.clear()
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """SIGINT and SIGTERM start a graceful stop, as in uvicorn; unlike uvicorn,
+        which re-raises the signal after it, a drained stop is a clean exit
+        (status 0) for process supervisors."""
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals can only be handled in the main thread
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         app = self.config.loaded_app
@@ -56,14 +69,32 @@ def _find_pulse(app: Any) -> Any:
     return None
 
 
-def uvicorn_config(settings: config.Settings, app: Any, **extra: Any) -> uvicorn.Config:
+def ws_protocol() -> tuple[type[asyncio.Protocol] | str, str | None]:
+    """uvicorn's WebSocket protocol for the service, and why it cannot offer the
+    fan-out's direct-write path (None: it can)."""
+    try:
+        from .web import uvicorn_ws
+    except ImportError as exc:
+        return "websockets-sansio", f"uvicorn's websockets-sansio protocol cannot load: {exc}"
+    reason = uvicorn_ws.unsupported()
+    if reason is not None:
+        return "websockets-sansio", reason
+    return uvicorn_ws.PulseWebSocketProtocol, None
+
+
+def uvicorn_config(
+    settings: config.Settings,
+    app: Any,
+    ws: type[asyncio.Protocol] | str = "websockets-sansio",
+    **extra: Any,
+) -> uvicorn.Config:
     server = settings.server
     return uvicorn.Config(
         app,
         host=server.host,
         port=server.port,
         http=timed_h11(server.header_timeout, server.body_timeout),
-        ws="websockets-sansio",
+        ws=ws,
         ws_max_size=server.max_frame_bytes,
         ws_ping_interval=server.beat_interval,
         ws_ping_timeout=server.beat_interval,
@@ -85,7 +116,9 @@ def run_server(settings: config.Settings, sock: socket.socket | None = None) -> 
     from .app import create_app
 
     setup_logging(settings.server.log_level)
-    server = PulseServer(uvicorn_config(settings, create_app(settings)))
+    ws, direct_unavailable = ws_protocol()
+    app = create_app(settings, direct_unavailable=direct_unavailable)
+    server = PulseServer(uvicorn_config(settings, app, ws))
     if sock is None:
         store = "redis" if settings.store_url else f"embedded, counters in {settings.data_dir}"
         log.info(

@@ -5,20 +5,30 @@ A snapshot is encoded once per change and offered to every connection of the
 site in one plain loop. `offer` never blocks: a connection whose socket takes
 the frame at once gets it now, a blocked one keeps only the newest (see
 `web/sender.py`).
+
+How a frame reaches a socket is this module's one seam, `Delivery`, chosen once
+at start-up (`choose_delivery`): `DirectDelivery` frames each snapshot once and
+writes the bytes straight to every socket that takes them at once, through the
+`portalpulse.direct_write` extension that `web/uvicorn_ws.py` puts in the ASGI
+scope; `AsgiDelivery` sends through each connection's ASGI `send`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import metrics, protocol
 from .config import SiteSettings
 from .dashboard_feed import dashboard_frame
 from .domain import SiteSnapshot
+
+log = logging.getLogger("portalpulse.fanout")
 
 FANOUT_SLICE = 1000
 """Connections written to between two yields to the event loop in one fan-out."""
@@ -130,3 +140,103 @@ class Fanout:
         """The dashboard frame of the last tick, while dashboards here keep it current."""
         audience = self.audiences[site_id]
         return audience.dashboard_frame if audience.watchers else None
+
+
+# -- the seam: how an offered frame reaches a connection's socket ---------------------
+
+DIRECT_WRITE_EXTENSION = "portalpulse.direct_write"
+"""ASGI scope extension: {"write": (frame: bytes) -> bool}, a whole server frame
+written now when the socket takes it at once (see `web/uvicorn_ws.py`)."""
+ABORT_EXTENSION = "portalpulse.abort"
+"""ASGI scope extension: {"abort": () -> None}, drop the socket without a goodbye."""
+
+
+def _extension(scope: Mapping[str, Any], name: str, key: str) -> Any:
+    extension = (scope.get("extensions") or {}).get(name) or {}
+    return extension.get(key)
+
+
+def abort_of(scope: Mapping[str, Any]) -> Callable[[], None] | None:
+    """The server's way to drop this connection's socket at once, when it offers one."""
+    abort: Callable[[], None] | None = _extension(scope, ABORT_EXTENSION, "abort")
+    return abort
+
+
+class DirectWriter:
+    """One connection's direct writes: the same bytes for every connection of a
+    site, framed once per snapshot."""
+
+    __slots__ = ("_write",)
+
+    _last_text: str | None = None
+    _last_wire = b""
+
+    def __init__(self, write: Callable[[bytes], bool]) -> None:
+        self._write = write
+
+    @classmethod
+    def wire(cls, text: str) -> bytes:
+        # The fan-out offers one string to every connection in turn: frame it once.
+        if text is not cls._last_text:
+            payload = text.encode()
+            size = len(payload)
+            if size < 126:
+                header = bytes((0x81, size))
+            elif size < 65536:
+                header = struct.pack("!BBH", 0x81, 126, size)
+            else:
+                header = struct.pack("!BBQ", 0x81, 127, size)
+            cls._last_text, cls._last_wire = text, header + payload
+        return cls._last_wire
+
+    def write(self, text: str) -> bool:
+        """True when the frame went out; False: use the ASGI path instead."""
+        return self._write(self.wire(text))
+
+
+class Delivery(Protocol):
+    """The fan-out's seam, chosen once at start-up (`choose_delivery`)."""
+
+    impl: str
+    """"direct" or "asgi": exported as `portalpulse_fanout_info{impl}`."""
+
+    def direct_writer(self, scope: Mapping[str, Any]) -> DirectWriter | None:
+        """For a new connection: its direct writer, or None to send through ASGI."""
+
+
+class AsgiDelivery:
+    """Every frame goes through the ASGI `send` of its connection (framed per socket)."""
+
+    impl = "asgi"
+
+    def direct_writer(self, scope: Mapping[str, Any]) -> DirectWriter | None:
+        return None
+
+
+class DirectDelivery:
+    """Frames are written straight to each socket that takes them at once; a
+    connection whose socket is full, closing or not yet open goes through ASGI."""
+
+    impl = "direct"
+
+    def direct_writer(self, scope: Mapping[str, Any]) -> DirectWriter | None:
+        write = _extension(scope, DIRECT_WRITE_EXTENSION, "write")
+        return DirectWriter(write) if write is not None else None
+
+
+def choose_delivery(wanted: str, direct_unavailable: str | None) -> Delivery:
+    """The delivery for this process: `server.fanout`, unless the direct path cannot
+    be served (`direct_unavailable` says why), which is logged loudly."""
+    if wanted == "asgi":
+        log.info('fan-out: the ASGI path (server.fanout = "asgi")')
+        return AsgiDelivery()
+    if direct_unavailable is not None:
+        log.warning(
+            "fan-out: THE DIRECT-WRITE PATH CANNOT BE USED (%s); every snapshot goes "
+            "through ASGI, framed once per connection, at several times the CPU per "
+            "reader (docs/BENCHMARKS.md). Run `portalpulse serve` with a tested uvicorn.",
+            direct_unavailable,
+        )
+        return AsgiDelivery()
+    log.info("fan-out: the direct-write path (each snapshot framed once, written to each socket)")
+    return DirectDelivery()

@@ -85,6 +85,14 @@ tracked_addresses = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livemax",
 )
+fanout_info = Gauge(
+    "portalpulse_fanout_info",
+    "1 for the way snapshots reach sockets in this process, chosen at start-up: "
+    'impl="direct" (framed once, written to each socket) or "asgi".',
+    ["impl"],
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
+)
 store_up = Gauge(
     "portalpulse_store_up",
     "1 when the last store call succeeded, 0 when the store is unreachable.",

@@ -13,11 +13,13 @@ from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from . import config, metrics
-from .fanout import Subscriber
+from .fanout import Delivery, Subscriber, choose_delivery
 from .hub import Hub
 from .store import Store, make_store
 
 log = logging.getLogger("portalpulse")
+
+NOT_SERVED = "the app is not served by `portalpulse serve` (its uvicorn WebSocket protocol)"
 
 LAG_PROBE_EVERY = 0.1
 DRAIN_WAIT = 1.0
@@ -49,12 +51,18 @@ class Pulse:
         http_beats: AddressLimiter,
         connections: ConnectionLimiter,
         store: Store | None = None,
+        direct_unavailable: str | None = NOT_SERVED,
     ) -> None:
+        """`direct_unavailable`: why the server cannot offer the direct-write path
+        (None: it can; `portalpulse serve` says, see cli.py)."""
         self.settings = settings
         self.store = store or make_store(settings)
         self.hub = Hub(settings.server, dict(settings.sites), self.store)
         self.http_beats = http_beats
         self.closing = False
+        # How frames reach sockets: chosen once, here, logged and exported.
+        self.delivery: Delivery = choose_delivery(settings.server.fanout, direct_unavailable)
+        metrics.fanout_info.labels(self.delivery.impl).set(1)
         self._connections: set[Subscriber] = set()
         self._per_address = connections
         self._lag_task: asyncio.Task[None] | None = None

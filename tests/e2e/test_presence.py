@@ -12,8 +12,11 @@ import subprocess
 import sys
 import time
 
+import httpx
+import pytest
+
 from support.client import Reader, page, visitor_id
-from support.processes import REPO
+from support.processes import REPO, metric
 
 BEAT, TTL, GRACE, PUSH = 1.0, 3.0, 1.0, 0.5
 COUNTED = PUSH + 1
@@ -34,8 +37,16 @@ async def never_below(reader: Reader, n: int, seconds: float) -> None:
         seen = len(reader.frames)
 
 
-async def test_a_new_visitor_is_counted_and_tabs_count_once(make_service) -> None:
-    service = make_service()
+# The core cases run under both implementations of the fan-out (fanout.Delivery).
+BOTH_FANOUTS = pytest.mark.parametrize("fanout", ["direct", "asgi"])
+
+
+@BOTH_FANOUTS
+async def test_a_new_visitor_is_counted_and_tabs_count_once(make_service, fanout: str) -> None:
+    service = make_service(fanout=fanout)
+    async with httpx.AsyncClient(base_url=service.base) as http:
+        text = (await http.get("/metrics")).text
+    assert metric(text, "portalpulse_fanout_info", f'impl="{fanout}"') == 1
     watcher = await Reader.open(service.ws_url)
     await watcher.wait_online(1, COUNTED)
     visitor = visitor_id()
@@ -74,8 +85,11 @@ async def test_two_instances_on_one_redis_show_one_count(redis, make_service) ->
     await on_b.wait_online(2, LEFT)
 
 
-async def test_departures_close_bye_and_tcp_drop_leave_within_grace(redis, make_service) -> None:
-    service = make_service(redis_url=redis.url)
+@BOTH_FANOUTS
+async def test_departures_close_bye_and_tcp_drop_leave_within_grace(
+    redis, make_service, fanout: str
+) -> None:
+    service = make_service(redis_url=redis.url, fanout=fanout)
     watcher = await Reader.open(service.ws_url)
     closer = await Reader.open(service.ws_url)
     byer = await Reader.open(service.ws_url)
@@ -109,8 +123,9 @@ async def test_reconnect_to_another_instance_does_not_dip(redis, make_service) -
     await second.close()
 
 
-async def test_a_frozen_client_is_found_dead_by_pings(make_service) -> None:
-    service = make_service()
+@BOTH_FANOUTS
+async def test_a_frozen_client_is_found_dead_by_pings(make_service, fanout: str) -> None:
+    service = make_service(fanout=fanout)
     watcher = await Reader.open(service.ws_url)
     frozen = subprocess.Popen(
         [

@@ -12,6 +12,7 @@ import asyncio
 import time
 
 import httpx
+import pytest
 
 from support.client import Reader, page, visitor_id
 from support.processes import FAST_TIMING, metric
@@ -28,8 +29,11 @@ CONFIG = (
 )
 
 
-async def test_a_reader_that_stops_reading_is_closed_1013_and_others_go_on(make_service) -> None:
-    service = make_service(CONFIG)
+@pytest.mark.parametrize("fanout", ["direct", "asgi"])
+async def test_a_reader_that_stops_reading_is_closed_1013_and_others_go_on(
+    make_service, fanout: str
+) -> None:
+    service = make_service(CONFIG, fanout=fanout)
     watcher = await Reader.open(service.ws_url)
     beat = "/api/v1/sites/demo/beats"
 

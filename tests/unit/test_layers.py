@@ -71,3 +71,27 @@ def test_the_core_imports_no_store_web_dashboard_hub_or_app() -> None:
 def test_the_runtime_lies_below_the_web_and_the_dashboard() -> None:
     below = reachable(import_graph(), "portalpulse.runtime")
     assert not {d for d in below if d.startswith(("portalpulse.web", "portalpulse.dashboard."))}
+
+
+def test_no_module_reads_private_attributes_of_other_objects() -> None:
+    """Starlette's and uvicorn's insides stay theirs: the direct path and the abort
+    come through the ASGI scope's extensions (fanout.py, web/uvicorn_ws.py)."""
+    private = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+                continue
+            owner = node.value.id if isinstance(node.value, ast.Name) else ""
+            if owner not in ("self", "cls") and not node.attr.startswith("__"):
+                private.append(f"{name}:{node.lineno} .{node.attr}")
+    assert private == []
+
+
+def test_only_the_server_protocol_modules_know_uvicorns_protocols() -> None:
+    """Each subclasses one of uvicorn's protocols, on the range pyproject.toml pins."""
+    knows = {
+        name
+        for name, path in modules().items()
+        if "uvicorn.protocols" in path.read_text() or "WebSocketsSansIOProtocol" in path.read_text()
+    }
+    assert knows == {"portalpulse.web.uvicorn_ws", "portalpulse.web.slowclients"}

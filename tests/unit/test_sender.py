@@ -6,7 +6,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from portalpulse.web.sender import DirectWriter
+from portalpulse.fanout import DirectWriter
 
 
 def parse(data: bytes) -> Frame:

@@ -82,7 +82,7 @@ async def dashboard_socket(ws: WebSocket) -> None:
         await ws.close(1001)
         return
     feed = feed_of(ws)
-    watcher = DashboardWatcher(ws, SLOW_SCREEN_SECONDS)
+    watcher = DashboardWatcher(ws, SLOW_SCREEN_SECONDS, pulse.delivery)
     feed.watch(site_id, watcher)
     try:
         with contextlib.suppress(StoreUnavailable):

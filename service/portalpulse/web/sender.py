@@ -1,25 +1,26 @@
 """Writing to a connection without waiting on it.
 
-The fan-out is a plain loop over connections. An ASGI `send` on a connection
-whose socket buffer has room completes without suspending, so it is run
-eagerly, inline; only a connection whose send does suspend (its peer reads
-too slowly) gets a task that finishes the send, and meanwhile keeps just the
-newest snapshot (see `websocket.WsConnection.offer`).
+The fan-out is a plain loop over connections. A frame goes straight to the
+socket when the fan-out's delivery gives the connection a direct writer and
+the socket takes it at once (`fanout.DirectDelivery`); otherwise through the
+ASGI `send`, which on a socket with room completes without suspending, so it
+is run eagerly, inline. Only a connection whose send does suspend (its peer
+reads too slowly) gets a task that finishes the send, and meanwhile keeps just
+the newest snapshot (`OneSlotSender.offer`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import struct
 import time
 from collections.abc import Coroutine
 from typing import Any
 
 from starlette.websockets import WebSocket
-from websockets.protocol import State
 
 from .. import metrics
+from ..fanout import Delivery, abort_of
 
 ABORT_AFTER = 2.0
 """Seconds a closing connection may take to flush before its socket is aborted."""
@@ -58,75 +59,6 @@ async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
             return
 
 
-def uvicorn_transport(receive: Any) -> asyncio.Transport | None:
-    """The socket transport behind an ASGI `receive`, when the server is uvicorn.
-
-    Used only to abort a connection that can no longer be closed politely (its peer
-    stopped reading, so a close frame would wait forever); None elsewhere.
-    """
-    protocol = getattr(receive, "__self__", None)
-    transport = getattr(protocol, "transport", None)
-    if isinstance(transport, asyncio.Transport):
-        return transport
-    return None
-
-
-class DirectWriter:
-    """The fast path of the fan-out, under uvicorn's websockets-sansio protocol:
-    server frames are unmasked, so every connection of a site gets the same bytes,
-    framed once per snapshot and written straight to each socket.
-
-    It writes only while the connection is open and its socket takes data without
-    waiting; anything else goes the ASGI way (`OneSlotSender`), which also keeps
-    the order of frames since both write in the order they are called.
-    """
-
-    __slots__ = ("_protocol",)
-
-    _last_text: str | None = None
-    _last_wire = b""
-
-    def __init__(self, protocol: Any) -> None:
-        self._protocol = protocol
-
-    @classmethod
-    def of(cls, receive: Any) -> DirectWriter | None:
-        protocol = getattr(receive, "__self__", None)
-        if type(protocol).__name__ != "WebSocketsSansIOProtocol":
-            return None
-        needed = ("transport", "writable", "close_sent", "handshake_complete", "conn")
-        return cls(protocol) if all(hasattr(protocol, a) for a in needed) else None
-
-    @classmethod
-    def wire(cls, text: str) -> bytes:
-        # The fan-out offers one string to every connection in turn: frame it once.
-        if text is not cls._last_text:
-            payload = text.encode()
-            size = len(payload)
-            if size < 126:
-                header = bytes((0x81, size))
-            elif size < 65536:
-                header = struct.pack("!BBH", 0x81, 126, size)
-            else:
-                header = struct.pack("!BBQ", 0x81, 127, size)
-            cls._last_text, cls._last_wire = text, header + payload
-        return cls._last_wire
-
-    def write(self, text: str) -> bool:
-        """True when the frame went out; False: use the ASGI path instead."""
-        p = self._protocol
-        if (
-            not p.handshake_complete
-            or p.close_sent
-            or not p.writable.is_set()
-            or p.transport.is_closing()
-            or p.conn.state is not State.OPEN
-        ):
-            return False
-        p.transport.write(self.wire(text))
-        return True
-
-
 class OneSlotSender:
     """Frames to one ASGI WebSocket without ever blocking the caller.
 
@@ -147,7 +79,7 @@ class OneSlotSender:
         "ws",
     )
 
-    def __init__(self, ws: WebSocket, slow_after: float, direct: bool = True) -> None:
+    def __init__(self, ws: WebSocket, slow_after: float, delivery: Delivery) -> None:
         self.ws = ws
         self.slow_after = slow_after
         self.closed = False
@@ -156,7 +88,7 @@ class OneSlotSender:
         self._pending: str | None = None
         self._blocked_since = 0.0
         self._closing: asyncio.Task[None] | None = None
-        self._direct = DirectWriter.of(ws._receive) if direct else None
+        self._direct = delivery.direct_writer(ws.scope)
 
     def offer(self, frame: str) -> None:
         if self.closed:
@@ -200,9 +132,9 @@ class OneSlotSender:
     def lost(self) -> None:
         """The peer is gone or hopeless: drop the socket without a goodbye."""
         self.closed = True
-        transport = uvicorn_transport(self.ws._receive)
-        if transport is not None:
-            transport.abort()
+        abort = abort_of(self.ws.scope)
+        if abort is not None:
+            abort()
 
     def shut(self, code: int, reason: str = "") -> None:
         """Close from outside the receive loop (shutdown, a slow reader)."""
@@ -216,6 +148,6 @@ class OneSlotSender:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ws.close(code, reason), ABORT_AFTER)
         # A peer that stopped reading never lets the close frame out: do not wait on it.
-        transport = uvicorn_transport(self.ws._receive)
-        if transport is not None and code != 1001:
-            asyncio.get_running_loop().call_later(ABORT_AFTER, transport.abort)
+        abort = abort_of(self.ws.scope)
+        if abort is not None and code != 1001:
+            asyncio.get_running_loop().call_later(ABORT_AFTER, abort)

@@ -71,7 +71,7 @@ class WsConnection(OneSlotSender):
 
     def __init__(self, pulse: Pulse, site: SiteSettings, ws: WebSocket) -> None:
         server = pulse.settings.server
-        super().__init__(ws, server.max_pending_send_seconds, server.fanout == "direct")
+        super().__init__(ws, server.max_pending_send_seconds, pulse.delivery)
         self.pulse = pulse
         self.site = site
         self.visitor: str | None = None
