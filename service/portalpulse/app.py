@@ -62,6 +62,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await pulse.start()
+        await dashboard.start(app)
         try:
             yield
         finally:

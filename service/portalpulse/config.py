@@ -103,6 +103,9 @@ class DashboardSettings:
     session_hours: float = 12.0
     # Secure cookies: "auto" sets Secure when the request came over HTTPS.
     secure_cookie: str = "auto"
+    # Seconds between each instance's checks that a session's token is still
+    # configured (newest configuration in the store; open dashboards re-checked).
+    token_check_seconds: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +279,13 @@ def _parse_dashboard(raw: Any) -> DashboardSettings:
     if not isinstance(raw, dict):
         raise ConfigError("dashboard: must be a table")
     for key in raw:
-        if key not in ("tokens", "session_secret", "session_hours", "secure_cookie"):
+        if key not in (
+            "tokens",
+            "session_secret",
+            "session_hours",
+            "secure_cookie",
+            "token_check_seconds",
+        ):
             raise ConfigError(f"dashboard.{key}: unknown key")
     secret = raw.get("session_secret")
     if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
@@ -291,6 +300,15 @@ def _parse_dashboard(raw: Any) -> DashboardSettings:
             _number("dashboard.session_hours", raw.get("session_hours", 12.0), float, 0.1, 720)
         ),
         secure_cookie=str(secure).lower() if isinstance(secure, bool) else secure,
+        token_check_seconds=float(
+            _number(
+                "dashboard.token_check_seconds",
+                raw.get("token_check_seconds", 20.0),
+                float,
+                0.5,
+                30,
+            )
+        ),
     )
 
 

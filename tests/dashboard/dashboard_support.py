@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from playwright.async_api import Page
 
+from portalpulse.dashboard.grants import token_id
 from portalpulse.dashboard.tokens import token_hash
 from support.processes import FAST_TIMING
 
@@ -15,6 +16,8 @@ VANLAM_ORIGIN = "https://vanlam.example.vn"
 MYHAO_NAME = "Cổng TTĐT thị xã Mỹ Hào"
 VANLAM_NAME = "Cổng TTĐT huyện Văn Lâm"
 SESSION_SECRET = "dashboard-test-secret-0123456789"
+MYHAO_TOKEN_IDS = frozenset({token_id(token_hash(MYHAO_TOKEN))})
+"""What a session signed in with MYHAO_TOKEN carries."""
 
 CONFIG = (
     FAST_TIMING

@@ -10,7 +10,14 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from dashboard_support import CONFIG, MYHAO_ORIGIN, MYHAO_TOKEN, SESSION_SECRET, VANLAM_TOKEN
+from dashboard_support import (
+    CONFIG,
+    MYHAO_ORIGIN,
+    MYHAO_TOKEN,
+    MYHAO_TOKEN_IDS,
+    SESSION_SECRET,
+    VANLAM_TOKEN,
+)
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -203,7 +210,9 @@ async def test_an_open_socket_closes_when_the_session_expires(
     redis: RedisServer, make_service: ServiceFactory
 ) -> None:
     service = make_service(config=CONFIG, redis_url=redis.url)
-    short = SessionSigner(SESSION_SECRET).sign(Session(frozenset({"myhao"}), time.time() + 2))
+    short = SessionSigner(SESSION_SECRET).sign(
+        Session(frozenset({"myhao"}), time.time() + 2, MYHAO_TOKEN_IDS)
+    )
     ws = await open_socket(service, "myhao", f"pp_dashboard={short}")
     assert json.loads(await ws.recv())["type"] == "dashboard"
     with pytest.raises(ConnectionClosed):

@@ -14,6 +14,7 @@ from dashboard_support import (
     MYHAO_NAME,
     MYHAO_ORIGIN,
     MYHAO_TOKEN,
+    MYHAO_TOKEN_IDS,
     PROVINCE_TOKEN,
     SESSION_SECRET,
     VANLAM_NAME,
@@ -300,7 +301,9 @@ async def test_an_expired_session_returns_the_editor_to_the_sign_in_form(
 ) -> None:
     service = make_service(config=CONFIG, redis_url=redis.url)
     context = await chromium.new_context()
-    short = SessionSigner(SESSION_SECRET).sign(Session(frozenset({"myhao"}), time.time() + 3))
+    short = SessionSigner(SESSION_SECRET).sign(
+        Session(frozenset({"myhao"}), time.time() + 3, MYHAO_TOKEN_IDS)
+    )
     await context.add_cookies([{"name": "pp_dashboard", "value": short, "url": service.base + "/"}])
     tab = await context.new_page()
     await tab.goto(f"{service.base}/dashboard/?site=myhao&lang=en")

@@ -433,3 +433,12 @@ async def test_titles_are_kept_for_tracked_pages_only(store: Store) -> None:
     assert len(snap.trending) == 10, snap.trending
     assert all(p.title for p in snap.trending), snap.trending
     assert await titles_kept(store) <= 10
+
+
+async def test_notes_are_shared_on_redis_none_on_the_embedded_store(store: Store) -> None:
+    await store.set_note("dashboard-tokens", '{"at": 1, "ids": []}')
+    if isinstance(store, MemoryStore):
+        assert await store.note("dashboard-tokens") is None  # one process: nothing shared
+        return
+    assert await store.note("dashboard-tokens") == '{"at": 1, "ids": []}'
+    assert await store.note("nothing-here") is None

@@ -6,12 +6,20 @@ The app adds `routes()` to its own; the CLI adds `portalpulse token` with
 
 from __future__ import annotations
 
+from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from . import assets, drill, feed, history, pages
+from .access import access_state
 from .tokens import add_token_command, run_token_command
 
-__all__ = ["add_token_command", "routes", "run_token_command"]
+__all__ = ["add_token_command", "routes", "run_token_command", "start"]
+
+
+async def start(app: Starlette) -> None:
+    """At start-up: this instance's dashboard tokens become the newest list in the
+    store, so instances still on an older configuration end withdrawn ones."""
+    await access_state(app).grants.publish(app.state.pulse.store)
 
 
 def routes() -> list[BaseRoute]:

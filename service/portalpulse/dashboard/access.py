@@ -10,12 +10,14 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from ..config import DashboardSettings, Settings
 from ..runtime import Pulse
 from ..store.base import Store, StoreUnavailable
+from .grants import Grants, token_id
 from .ratelimit import FailureLimiter, wait_for
 from .sessions import COOKIE_NAME, Session, SessionSigner
 
@@ -29,6 +31,7 @@ class DashboardAccess:
     settings: Settings
     signer: SessionSigner
     limiter: FailureLimiter
+    grants: Grants
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DashboardAccess:
@@ -40,7 +43,9 @@ class DashboardAccess:
                 "instances or workers; set [dashboard] session_secret"
             )
             secret = SessionSigner.random_secret()
-        return cls(settings, SessionSigner(secret), FailureLimiter())
+        return cls(
+            settings, SessionSigner(secret), FailureLimiter(), Grants.from_settings(settings)
+        )
 
     # Failed sign-ins count per address in this process and, on Redis, across
     # every instance: N replicas do not give a guesser N times the tries.
@@ -70,8 +75,10 @@ class DashboardAccess:
         with contextlib.suppress(StoreUnavailable):
             await store.clear_events(self._events(address))
 
-    def new_session(self, sites: frozenset[str], now: float) -> Session:
-        return Session(sites, now + self.settings.dashboard.session_hours * 3600)
+    def new_session(self, sites: frozenset[str], now: float, digest: str) -> Session:
+        """A session for `sites`, signed in with the token whose SHA-256 is `digest`."""
+        expires = now + self.settings.dashboard.session_hours * 3600
+        return Session(sites, expires, frozenset({token_id(digest)}))
 
 
 def pulse_of(conn: HTTPConnection) -> Pulse:
@@ -79,19 +86,34 @@ def pulse_of(conn: HTTPConnection) -> Pulse:
     return pulse
 
 
-def access_of(conn: HTTPConnection) -> DashboardAccess:
+def access_state(app: Starlette) -> DashboardAccess:
     """This app's access state, made on first use from the app's settings."""
-    state = conn.app.state
+    state = app.state
     access: DashboardAccess | None = getattr(state, "dashboard_access", None)
     if access is None:
-        access = DashboardAccess.from_settings(pulse_of(conn).settings)
+        access = DashboardAccess.from_settings(state.pulse.settings)
         state.dashboard_access = access
     return access
 
 
+def access_of(conn: HTTPConnection) -> DashboardAccess:
+    return access_state(conn.app)
+
+
 def session_of(conn: HTTPConnection) -> Session | None:
-    """The valid session the request's cookie carries, if any."""
-    return access_of(conn).signer.verify(conn.cookies.get(COOKIE_NAME), time.time())
+    """The valid session the request's cookie carries, if any, with only the sites
+    its still-configured tokens open."""
+    access = access_of(conn)
+    now = time.time()
+    session = access.signer.verify(conn.cookies.get(COOKIE_NAME), now)
+    if session is None:
+        return None
+    if access.grants.due(now):
+        # The newest configuration's token list, read in the background: this answer
+        # uses the last one read, at most token_check_seconds old.
+        access.grants.checked = now
+        pulse_of(conn).background(access.grants.refresh(pulse_of(conn).store, now))
+    return access.grants.check(session)
 
 
 def is_https(conn: HTTPConnection) -> bool:

@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket
 from ..fanout import Subscriber
 from ..store.base import StoreUnavailable
 from ..web.sender import OneSlotSender
-from .access import pulse_of, same_origin, session_of
+from .access import access_of, pulse_of, same_origin, session_of
 from .sessions import Session
 
 log = logging.getLogger("portalpulse.dashboard")
@@ -87,23 +87,33 @@ async def dashboard_socket(ws: WebSocket) -> None:
     try:
         with contextlib.suppress(StoreUnavailable):
             watcher.offer(await feed.read_dashboard(site_id))
-        await _hold(ws, watcher, session)
+        await _hold(ws, watcher, session, site_id)
     finally:
         watcher.closed = True
         feed.unwatch(site_id, watcher)
 
 
-async def _hold(ws: WebSocket, watcher: DashboardWatcher, session: Session) -> None:
-    """Keep reading (so pings and closes are seen) until the socket ends or the
-    session expires; the screen sends nothing that matters."""
-    left = session.expires - time.time()
-    try:
-        async with asyncio.timeout(max(0.0, left)):
-            while not watcher.closed:
-                message = await ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-    except TimeoutError:
-        watcher.closed = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(ws.close(SESSION_ENDED, "session expired"), 2.0)
+async def _hold(ws: WebSocket, watcher: DashboardWatcher, session: Session, site_id: str) -> None:
+    """Keep reading (so pings and closes are seen) until the socket ends, the session
+    expires or its token is withdrawn (checked every `token_check_seconds`); the
+    screen sends nothing that matters."""
+    access = access_of(ws)
+    store = pulse_of(ws).store
+    while not watcher.closed:
+        now = time.time()
+        if access.grants.due(now):
+            await access.grants.refresh(store, now)
+        current = access.grants.check(session)
+        left = session.expires - now
+        if current is None or not current.may_see(site_id) or left <= 0:
+            watcher.closed = True
+            reason = "session expired" if left <= 0 else "session ended: token withdrawn"
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(SESSION_ENDED, reason), 2.0)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(left, access.grants.every)):
+                while not watcher.closed:
+                    message = await ws.receive()
+                    if message["type"] == "websocket.disconnect":
+                        return

@@ -23,7 +23,7 @@ from .access import (
     set_session_cookie,
 )
 from .sessions import COOKIE_NAME
-from .tokens import sites_for_token
+from .tokens import sites_for_token, token_hash
 
 MAX_FORM_BYTES = 4096
 LOGIN_PATH = "/dashboard/login"
@@ -197,7 +197,7 @@ async def post_login(request: Request) -> Response:
             next_path=next_path,
         )
     await access.sign_in_succeeded(store, address)
-    session = access.new_session(sites, now)
+    session = access.new_session(sites, now, token_hash(form.get("token", "").strip()))
     earlier = session_of(request)
     if earlier is not None:
         session = earlier.joined(session)

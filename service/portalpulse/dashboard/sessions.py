@@ -29,6 +29,8 @@ class Session:
 
     sites: frozenset[str]  # site ids, or {"*"} for every site
     expires: float  # Unix time
+    # Ids of the tokens that signed it in (grants.token_id): it ends with them.
+    tokens: frozenset[str] = frozenset()
 
     @property
     def every_site(self) -> bool:
@@ -45,7 +47,7 @@ class Session:
             if ALL_SITES in self.sites | other.sites
             else (self.sites | other.sites)
         )
-        return Session(sites, max(self.expires, other.expires))
+        return Session(sites, max(self.expires, other.expires), self.tokens | other.tokens)
 
 
 def _b64(data: bytes) -> str:
@@ -71,7 +73,8 @@ class SessionSigner:
 
     def sign(self, session: Session) -> str:
         sites: str | list[str] = ALL_SITES if session.every_site else sorted(session.sites)
-        body = json.dumps({"s": sites, "e": round(session.expires, 3)}, separators=(",", ":"))
+        fields = {"s": sites, "e": round(session.expires, 3), "t": sorted(session.tokens)}
+        body = json.dumps(fields, separators=(",", ":"))
         payload = _b64(body.encode("utf-8"))
         return f"{payload}.{self._signature(payload)}"
 
@@ -93,11 +96,13 @@ class SessionSigner:
             return None
         if not isinstance(data, dict):
             return None
-        expires, sites = data.get("e"), data.get("s")
+        expires, sites, tokens = data.get("e"), data.get("s"), data.get("t", [])
         if isinstance(expires, bool) or not isinstance(expires, int | float) or expires <= now:
             return None
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            return None
         if sites == ALL_SITES:
-            return Session(frozenset({ALL_SITES}), float(expires))
+            return Session(frozenset({ALL_SITES}), float(expires), frozenset(tokens))
         if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
             return None
-        return Session(frozenset(sites), float(expires))
+        return Session(frozenset(sites), float(expires), frozenset(tokens))

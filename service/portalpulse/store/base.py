@@ -149,6 +149,16 @@ class Store(abc.ABC):
     async def clear_events(self, name: str) -> None:  # noqa: B027
         """Forget every event under `name` (nothing here: nothing shared)."""
 
+    # A short note every instance can read (the newest dashboard token list). A
+    # store of one process has nothing to share: None, and writing does nothing.
+
+    async def note(self, name: str) -> str | None:
+        """The note last written under `name`, if any."""
+        return None
+
+    async def set_note(self, name: str, value: str) -> None:  # noqa: B027
+        """Write the note `name` (nothing here: nothing shared)."""
+
     async def take_event(
         self, name: str, now: float, window: float, limit: int
     ) -> list[float] | None:

@@ -296,6 +296,17 @@ class RedisStore(Store):
             )
         return [float(at) for at in _list(raw)]
 
+    async def note(self, name: str) -> str | None:
+        with unavailable_on_error():
+            client = await self._connect()
+            raw = await client.get("pp:note:" + name)
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    async def set_note(self, name: str, value: str) -> None:
+        with unavailable_on_error():
+            client = await self._connect()
+            await client.set("pp:note:" + name, value)
+
     async def clear_events(self, name: str) -> None:
         with unavailable_on_error():
             client = await self._connect()
