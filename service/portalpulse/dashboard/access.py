@@ -36,12 +36,18 @@ class DashboardAccess:
     @classmethod
     def from_settings(cls, settings: Settings) -> DashboardAccess:
         secret = settings.dashboard.session_secret
-        if secret is None:
+        # Made at start-up even without tokens (to write the token list): warn only
+        # when editors can sign in at all.
+        signs_in = settings.dashboard.tokens or any(
+            site.dashboard_tokens for site in settings.sites.values()
+        )
+        if secret is None and signs_in:
             log.warning(
                 "dashboard.session_secret is not set: using a random one for this process, "
                 "so editors' sessions do not survive a restart and do not work across "
                 "instances or workers; set [dashboard] session_secret"
             )
+        if secret is None:
             secret = SessionSigner.random_secret()
         return cls(
             settings, SessionSigner(secret), FailureLimiter(), Grants.from_settings(settings)
