@@ -24,6 +24,7 @@ from .fanout import Fanout, Subscriber
 from .ledger import Ledger
 from .protocol import Hello, Page
 from .rising_webhook import RisingAlerts
+from .singleflight import SingleFlight
 from .store.base import Store, StoreUnavailable
 
 log = logging.getLogger("portalpulse.hub")
@@ -59,6 +60,9 @@ class Hub:
         self.ledger = Ledger(server, sites.values())
         self.fanout = Fanout(sites, server.push_interval)
         self.reads = {site_id: SiteRead() for site_id in sites}
+        # One store read in flight per site, whoever asks (see singleflight.py).
+        self._reads: SingleFlight[str, SiteSnapshot] = SingleFlight()
+        self._dashboard_reads: SingleFlight[str, str] = SingleFlight()
         self.rising = RisingAlerts(server, store)  # rising articles, and their webhook
         self._urgent = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -263,6 +267,9 @@ class Hub:
         frame = self.fanout.current_dashboard(site_id)
         if frame is not None:
             return frame
+        return await self._dashboard_reads.run(site_id, lambda: self._read_dashboard(site_id))
+
+    async def _read_dashboard(self, site_id: str) -> str:
         ledger = self.ledger.sites[site_id]
         batch = ledger.empty_batch(time.time())
         batch.detail = True
@@ -276,11 +283,18 @@ class Hub:
     # -- reads -----------------------------------------------------------------
 
     async def read_snapshot(self, site_id: str) -> SiteSnapshot:
-        """The site's snapshot: the tick's own when fresh, else straight from the store."""
+        """The site's snapshot: the tick's own when fresh, else from the store, in one
+        read shared by every caller that asks while it runs (newcomers, stats and
+        badges on a cold instance: a storm costs one read per site, not one each)."""
         read = self.reads[site_id]
         now = time.monotonic()
         if read.snapshot is not None and now - read.snapshot_at <= self.server.push_interval * 1.5:
             return read.snapshot
+        return await self._reads.run(site_id, lambda: self._read_store(site_id))
+
+    async def _read_store(self, site_id: str) -> SiteSnapshot:
+        read = self.reads[site_id]
+        now = time.monotonic()
         batch = self.ledger.sites[site_id].empty_batch(time.time())
         started = time.perf_counter()
         try:
@@ -289,7 +303,8 @@ class Hub:
             metrics.store_errors.labels("read").inc()
             raise
         metrics.store_seconds.labels("read").observe(time.perf_counter() - started)
-        read.snapshot, read.snapshot_at = snap, now
+        if now >= read.snapshot_at:  # the tick may have read a newer one meanwhile
+            read.snapshot, read.snapshot_at = snap, now
         return snap
 
     def current_frame(self, site_id: str) -> str | None:

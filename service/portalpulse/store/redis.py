@@ -12,6 +12,7 @@ what its snapshot shows (see `Known`).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -53,6 +54,12 @@ KEY_NAMES = (
     "srcn", "devn", "pid", "pname", "dqi", "vbi", "codes", "st",
 )  # fmt: skip
 TIMEOUT = 5.0
+POOL_SIZE = 32
+"""Connections to one Redis per process. Reads are coalesced per site (one in
+flight, see singleflight.py) and the tick sends every site in one pipeline, so a
+process rarely needs more than a few; the rest (readyz, sign-ins, history) wait
+for a free connection (up to TIMEOUT) instead of failing, as redis-py's default
+pool does past its limit ("Too many connections"). See docs/OPERATIONS.md."""
 
 
 @dataclass(slots=True)
@@ -139,6 +146,7 @@ class RedisStore(Store):
         self.client: aioredis.Redis | RedisCluster | None = None
         self.cluster = False
         self._sha = ""
+        self._connecting = asyncio.Lock()
         # Per configured site (never keyed by client input).
         self.known: dict[str, Known] = {}
         # The store's clock minus this machine's (clock_offset aside), from the
@@ -162,6 +170,12 @@ class RedisStore(Store):
     async def _connect(self) -> aioredis.Redis | RedisCluster:
         if self.client is not None:
             return self.client
+        async with self._connecting:  # callers at start-up share one client
+            if self.client is not None:
+                return self.client
+            return await self._new_client()
+
+    async def _new_client(self) -> aioredis.Redis | RedisCluster:
         options: dict[str, Any] = {
             "socket_timeout": TIMEOUT,
             "socket_connect_timeout": TIMEOUT,
@@ -178,7 +192,10 @@ class RedisStore(Store):
             await client.initialize()
             self.cluster = True
         else:
-            client = aioredis.Redis.from_url(self.url, **options)
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url, max_connections=POOL_SIZE, timeout=TIMEOUT, **options
+            )
+            client = aioredis.Redis.from_pool(pool)
         self._sha = await client.script_load(FLUSH_SCRIPT)
         self.client = client
         log.info("store: %s at %s", "redis cluster" if self.cluster else "redis", self._safe_url())
