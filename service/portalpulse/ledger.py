@@ -14,6 +14,7 @@ it is tested in-process (tests/unit/test_ledger.py).
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,7 +34,6 @@ class VisitorHere:
 
     connections: int = 0
     pages: Counter[str] = field(default_factory=Counter)
-    refresh_due: float = 0.0
     engaged: int = 0  # how many of its connections here are engaged
     attrs: VisitAttrs | None = None  # where the visit came from, from its first hello
 
@@ -81,6 +81,10 @@ class SiteLedger:
         # the end), so expiry pops from the front and never scans the rest.
         self.http_visitors: dict[str, float] = {}
         self._taken = NOTHING_TAKEN
+        # When this site's live visitors are next refreshed, all in one round (0: none
+        # due): one batch carries them all, so the store runs one flush for them, not
+        # one per visitor on its own schedule.
+        self.refresh_at = 0.0
 
     @property
     def busy(self) -> bool:
@@ -149,7 +153,7 @@ class SiteLedger:
     def take_batch(self, now: float, wall: float) -> SiteBatch:
         """Everything recorded since the last take; `give_back` undoes it."""
         batch = self.empty_batch(wall)
-        if not (self.ops or self.views or self.total_views or self.titles):
+        if not (self.ops or self.views or self.total_views or self.titles or self.arrivals):
             # A quiet site, the common case: nothing to take, nothing to allocate.
             self._taken = NOTHING_TAKEN
             return batch
@@ -190,7 +194,7 @@ class Ledger:
             server.beat_interval,
             max(server.push_interval, (server.presence_ttl - server.push_interval) / 2),
         )
-        self._refresh: deque[tuple[float, str, str]] = deque()  # (due, site, visitor)
+        self._rounds: list[tuple[float, str]] = []  # a heap of (refresh_at, site)
 
     def join(self, site_id: str, hello: Hello, now: float) -> None:
         """A live connection said hello: its first for the visitor holds it here."""
@@ -199,9 +203,12 @@ class Ledger:
         here = site.visitors.get(visitor)
         first = here is None
         if here is None:
-            here = site.visitors[visitor] = VisitorHere(refresh_due=now + self.refresh_every)
+            here = site.visitors[visitor] = VisitorHere()
             here.attrs = site.attrs_of(hello)
-            self._refresh.append((here.refresh_due, site_id, visitor))
+            if not site.refresh_at:
+                # The first refresh comes within `refresh_every` of this hold.
+                site.refresh_at = now + self.refresh_every
+                heapq.heappush(self._rounds, (site.refresh_at, site_id))
         here.connections += 1
         here.engaged += hello.engaged
         ranked = site.ranked(hello.pages)
@@ -284,16 +291,19 @@ class Ledger:
 
     def due_refreshes(self, now: float) -> None:
         """Refresh the presence of every live visitor whose turn has come."""
-        queue = self._refresh
-        while queue and queue[0][0] <= now:
-            due, site_id, visitor = queue.popleft()
+        rounds = self._rounds
+        while rounds and rounds[0][0] <= now:
+            due, site_id = heapq.heappop(rounds)
             site = self.sites[site_id]
-            here = site.visitors.get(visitor)
-            if here is None or here.refresh_due != due:
+            if site.refresh_at != due:
                 continue
-            site.add_op(OpKind.REFRESH, visitor, tuple(here.pages), now, here.engaged > 0)
-            here.refresh_due = now + self.refresh_every
-            queue.append((here.refresh_due, site_id, visitor))
+            if not site.visitors:
+                site.refresh_at = 0.0
+                continue
+            for visitor, here in site.visitors.items():
+                site.add_op(OpKind.REFRESH, visitor, tuple(here.pages), now, here.engaged > 0)
+            site.refresh_at = now + self.refresh_every
+            heapq.heappush(rounds, (site.refresh_at, site_id))
 
     def leave_all(self, now: float) -> None:
         """Shutting down: every visitor held here leaves."""
