@@ -33,6 +33,9 @@ async def test_a_storm_of_2000_websockets_at_start_up(
         while min(r.online for r in result.readers) < 2000:
             assert asyncio.get_running_loop().time() < deadline, figures
             await asyncio.sleep(0.2)
+        # Nothing lost, nothing twice: one visit and one view per newcomer.
+        today = service.stats()["today"]
+        assert (today["visits"], today["views"]) == (2000, 2000), today
     finally:
         result.close_all()
     assert "store unavailable" not in service.logs()

@@ -73,5 +73,12 @@ async def test_a_reader_that_stops_reading_is_closed_1013_and_others_go_on(
         # The other reader was never held up, and still gets every change.
         assert watcher.close_code is None
         online = (await http.get("/api/v1/sites/demo/stats")).json()["online"]
-        await http.post(beat, json=visit("/tin/moi.html"))
+        last = await http.post(beat, json=visit("/tin/moi.html"))
         await watcher.wait_for(lambda s: s["online"] > online, 5)
+        # Nothing lost, nothing twice: one visit and one view for every visitor that
+        # was answered (the 100 first, the views, the last), the watcher and the
+        # stalled reader, though the stalled one was cut off.
+        answered = [*answers, *(await asyncio.gather(*views, return_exceptions=True)), last]
+        counted = sum(1 for a in answered if isinstance(a, httpx.Response) and a.is_success) + 2
+        today = (await http.get("/api/v1/sites/demo/stats")).json()["today"]
+        assert (today["visits"], today["views"]) == (counted, counted), (today, counted)

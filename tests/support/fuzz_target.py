@@ -32,13 +32,15 @@ class Fuzzed:
         return httpx.get(self.service.base + "/api/v1/sites/demo/stats", timeout=5).json()["today"]
 
     def check_counts(self) -> None:
-        """Today's visitors and visits are exactly the accepted visitors: refused
+        """Today's visits are exactly the accepted visitors: refused
         input counted nobody, accepted input nobody twice."""
         expected = len(self.counted)
 
         def settled() -> bool:
             today = self.today()
-            return today["visitors"] == expected and today["visits"] == expected
+            # `visitors` is a HyperLogLog estimate (within about 2 %); visits are exact.
+            close = abs(today["visitors"] - expected) <= max(1, expected // 50)
+            return today["visits"] == expected and close
 
         wait_until(settled, 5, f"today's visitors and visits == {expected} ({self.today()})")
 

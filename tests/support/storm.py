@@ -20,9 +20,19 @@ from bench.wsclient import WsClient
 class StormReader(WsClient):
     """Says hello when the handshake succeeds; notes when the first snapshot came."""
 
-    def __init__(self, host: str, port: int, site: str, origin: str, page: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        site: str,
+        origin: str,
+        page: str,
+        visitor: str | None = None,
+        resume: bool = False,
+    ) -> None:
         super().__init__(host, port, f"/ws?site={site}", origin)
-        self.visitor = secrets.token_urlsafe(16)
+        self.visitor = visitor or secrets.token_urlsafe(16)
+        self.resume = resume
         self.page = page
         self.opened_at = time.monotonic()
         self.snapshot_after: float | None = None  # seconds from open to the first snapshot
@@ -30,7 +40,13 @@ class StormReader(WsClient):
         self.errors: list[str] = []
 
     def on_open(self) -> None:
-        hello = {"type": "hello", "visitor": self.visitor, "pages": [{"path": self.page}]}
+        hello: dict[str, Any] = {
+            "type": "hello",
+            "visitor": self.visitor,
+            "pages": [{"path": self.page}],
+        }
+        if self.resume:
+            hello["resume"] = True  # a reconnect: no new view
         self.send_text(json.dumps(hello))
 
     def on_text(self, payload: bytes, received_at: float) -> None:
@@ -78,11 +94,18 @@ async def _watch_ready(base: str, statuses: list[int], stop: asyncio.Event) -> N
 
 
 async def open_one(
-    host: str, port: int, site: str, origin: str, page: str, timeout: float
+    host: str,
+    port: int,
+    site: str,
+    origin: str,
+    page: str,
+    timeout: float,
+    visitor: str | None = None,
+    resume: bool = False,
 ) -> StormReader:
     loop = asyncio.get_running_loop()
     _, reader = await loop.create_connection(
-        lambda: StormReader(host, port, site, origin, page), host, port
+        lambda: StormReader(host, port, site, origin, page, visitor, resume), host, port
     )
     with contextlib.suppress(ConnectionError, TimeoutError):
         await asyncio.wait_for(asyncio.shield(reader.ready), timeout)
