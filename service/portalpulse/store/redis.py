@@ -55,11 +55,9 @@ KEY_NAMES = (
 )  # fmt: skip
 TIMEOUT = 5.0
 POOL_SIZE = 32
-"""Connections to one Redis per process. Reads are coalesced per site (one in
-flight, see singleflight.py) and the tick sends every site in one pipeline, so a
-process rarely needs more than a few; the rest (readyz, sign-ins, history) wait
-for a free connection (up to TIMEOUT) instead of failing, as redis-py's default
-pool does past its limit ("Too many connections"). See docs/OPERATIONS.md."""
+"""Connections to one Redis per process; a caller beyond them waits (up to TIMEOUT)
+where redis-py's default pool fails ("Too many connections"). Why so few suffice:
+docs/OPERATIONS.md, "Connections per replica"."""
 
 
 @dataclass(slots=True)
