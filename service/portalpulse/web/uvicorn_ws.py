@@ -36,10 +36,41 @@ def unsupported(version: str = uvicorn.__version__) -> str | None:
     return None
 
 
+LINGER = 2.0
+"""Seconds a failed connection keeps reading (and dropping) what its client still
+sends before the socket is closed."""
+
+
 class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol with two ASGI extensions:
     `portalpulse.direct_write` {"write": bytes -> bool} and
-    `portalpulse.abort` {"abort": () -> None}."""
+    `portalpulse.abort` {"abort": () -> None}; and a failed connection (a frame
+    over the size limit) that lets its close frame reach the client."""
+
+    _failed = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._failed:
+            self.conn.receive_data(data)  # the failed protocol discards it
+            return
+        super().data_received(data)
+
+    def handle_parser_exception(self) -> None:
+        """A frame too big (1009) or malformed (1002): send the close frame, half-close,
+        and keep reading until the client closes (or LINGER s). uvicorn closes the
+        socket at once, and a socket closed with unread input sends a reset, which
+        can overtake the close frame: the client then sees 1006, not 1009."""
+        close = self.conn.close_sent
+        code, reason = (close.code, close.reason) if close is not None else (1006, "")
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = self._failed = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.close_timer = self.loop.call_later(LINGER, self.transport.close)
 
     async def run_asgi(self) -> None:
         extensions = cast(dict[str, Any], self.scope).setdefault("extensions", {})
