@@ -24,32 +24,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from support.processes import DEMO_SITE, Service, free_port, redis_server, write_config
+from support.processes import DEMO_SITE, service_on_redis
 from support.storm import store_errors, storm, summary
 
 CONFIG = "[server]\nmax_connections_per_ip = 1000000\n" + DEMO_SITE
 
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
-    with tempfile.TemporaryDirectory(prefix="pp-storm-") as tmp:
-        root = Path(tmp)
-        with redis_server(root / "redis") as redis:
-            service = Service(
-                port=free_port(),
-                config=write_config(root / "config.toml", CONFIG),
-                data_dir=root / "data",
-                redis_url=redis.url,
-            )
-            service.start()
-            try:
-                result = await storm(service.base, args.connections, args.burst, settle=args.settle)
-                figures = summary(result, store_errors(service.get("/metrics").text))
-                figures["store_unavailable_logged"] = "store unavailable" in service.logs()
-                result.close_all()
-                await asyncio.sleep(1)
-                return figures
-            finally:
-                service.stop()
+    with (
+        tempfile.TemporaryDirectory(prefix="pp-storm-") as tmp,
+        service_on_redis(Path(tmp), CONFIG) as service,
+    ):
+        result = await storm(service.base, args.connections, args.burst, settle=args.settle)
+        figures = summary(result, store_errors(service.get("/metrics").text))
+        figures["store_unavailable_logged"] = "store unavailable" in service.logs()
+        result.close_all()
+        await asyncio.sleep(1)
+        return figures
 
 
 if __name__ == "__main__":

@@ -9,14 +9,7 @@ import pytest
 
 from portalpulse.dashboard.tokens import token_hash
 from support.fuzz_target import EDITOR_TOKEN, Fuzzed
-from support.processes import (
-    DEMO_SITE,
-    FAST_TIMING,
-    Service,
-    free_port,
-    redis_server,
-    write_config,
-)
+from support.processes import DEMO_SITE, FAST_TIMING, service_on_redis
 
 # Every example comes from loopback: lift the per-address bounds that would
 # otherwise refuse the fuzzer itself (they have tests of their own).
@@ -33,18 +26,7 @@ session_secret = "fuzz-test-secret-0123456789abcdef"
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
-    tmp = tmp_path_factory.mktemp("fuzz")
-    with redis_server(tmp / "redis") as redis:
-        service = Service(
-            port=free_port(),
-            config=write_config(tmp / "config.toml", CONFIG),
-            data_dir=tmp / "data",
-            redis_url=redis.url,
-        )
-        service.start()
+    with service_on_redis(tmp_path_factory.mktemp("fuzz"), CONFIG) as service:
         state = Fuzzed(service)
-        try:
-            yield state
-        finally:
-            service.stop()
-        state.check_logs()
+        yield state
+    state.check_logs()

@@ -318,3 +318,20 @@ def metric(text: str, name: str, labels: str = "") -> float:
     match = re.search("^" + pattern + "$", text, re.M)
     assert match, f"{name}{{{labels}}} not in /metrics"
     return float(match.group(1))
+
+
+@contextmanager
+def service_on_redis(tmp: Path, config: str) -> Iterator[Service]:
+    """One `portalpulse serve` on its own fresh redis-server, both under `tmp`."""
+    with redis_server(tmp / "redis") as redis:
+        service = Service(
+            port=free_port(),
+            config=write_config(tmp / "config.toml", config),
+            data_dir=tmp / "data",
+            redis_url=redis.url,
+        )
+        service.start()
+        try:
+            yield service
+        finally:
+            service.stop()
