@@ -297,6 +297,11 @@ class ManySites:
             "evalsha_per_site_second": calls.get("evalsha", 0) / site_seconds,
             "service_cpu_share": service_cpu / seconds,
             "service_us_per_site_second": service_cpu * 1e6 / site_seconds,
+            "service_net_us_per_site_second": (
+                service_cpu - self.result["idle"]["service_cpu_share"] * seconds
+            )
+            * 1e6
+            / site_seconds,
             "service_rss_mib": after["service_rss_kb"] / 1024,
             "machine_busy_other_share": (busy - idle) / seconds
             - (service_cpu + redis_cpu_s) / seconds,
@@ -334,6 +339,11 @@ def report(result: dict[str, Any]) -> str:
         ("Redis commands", top),
         ("service CPU (all instances)", f"{w['service_cpu_share']:.1%} of a core"),
         ("service CPU per site-second", f"{w['service_us_per_site_second']:.1f} µs"),
+        (
+            "  less its CPU with no reader",
+            f"{w['service_net_us_per_site_second']:.1f} µs"
+            f" (idle {result['idle']['service_cpu_share']:.2%} of a core)",
+        ),
         ("service RSS (all instances)", f"{w['service_rss_mib']:.0f} MiB"),
         ("other processes", f"{w['machine_busy_other_share']:.0%} of a CPU"),
     ]
