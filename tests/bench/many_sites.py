@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import random
@@ -31,7 +32,9 @@ from typing import Any
 
 import measures
 import profilers
+import redis
 from stack import (
+    REPO,
     RedisProc,
     ServiceProc,
     add_with_option,
@@ -44,6 +47,9 @@ from stack import (
     with_children,
 )
 from wsclient import WsClient
+
+sys.path.insert(0, str(REPO / "tests"))
+from support.processes import redis_cluster
 
 ORIGIN = "https://bench.portalpulse.test"
 SOURCES = [f"127.0.0.{n}" for n in range(2, 251)]
@@ -58,7 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=60, help="measurement window, seconds")
     p.add_argument("--settle", type=float, default=20, help="seconds after the ramp, unmeasured")
     p.add_argument("--service-revision", default="HEAD", help="git revision of the service")
-    p.add_argument("--redis", help="use this Redis (e.g. a Cluster node) instead of a private one")
+    p.add_argument(
+        "--cluster", type=int, default=0, metavar="MASTERS", help="a private Redis Cluster instead"
+    )
     p.add_argument(
         "--wait-quiet", type=float, default=60, help="wait up to this long for idle CPUs"
     )
@@ -169,8 +177,13 @@ class ManySites:
         self.workdir = Path(tempfile.mkdtemp(prefix="portalpulse-many-"))
         self.venv, self.commit = installed(args.service_revision, tuple(args.extra))
         self.redis = RedisProc(self.workdir)
+        self.stack = contextlib.ExitStack()
+        self.redis_ports = [self.redis.port]
+        url = self.redis.url
+        if args.cluster:
+            nodes = self.stack.enter_context(redis_cluster(self.workdir / "cluster", args.cluster))
+            self.redis_ports, url = [n.port for n in nodes], nodes[0].url
         self.sites = [f"s{n:05d}" for n in range(args.sites)]
-        url = args.redis or self.redis.url
         self.instances = []
         for n in range(args.instances):
             (self.workdir / f"i{n}").mkdir()
@@ -187,7 +200,7 @@ class ManySites:
         worker = None
         try:
             self._wait_quiet()
-            if not args.redis:
+            if not args.cluster:
                 self.redis.start()
             for instance in self.instances:
                 instance.start()
@@ -205,8 +218,8 @@ class ManySites:
                 / idle_seconds,
             }
             plan = [
-                (self.instances[k % args.instances].port, site)
-                for site in self.sites
+                (self.instances[(s + k) % args.instances].port, site)
+                for s, site in enumerate(self.sites)
                 for k in range(args.readers)
             ]
             worker = ctx.Process(
@@ -238,8 +251,9 @@ class ManySites:
             for instance in self.instances:
                 self.result.setdefault("log_tails", []).append(instance.log_tail(5))
                 instance.stop()
-            if not args.redis:
+            if not args.cluster:
                 self.redis.stop()
+            self.stack.close()
             if worker is not None:
                 worker.join(10)
                 if worker.is_alive():
@@ -250,12 +264,21 @@ class ManySites:
         self.result["busy_before_start"] = wait_idle(self.args.wait_quiet, 0.3)
 
     def _redis_info(self) -> dict[str, Any]:
-        if self.args.redis:
-            import redis
-
-            with redis.Redis.from_url(self.args.redis) as client:
-                return dict(client.info("all"))
-        return self.redis.info("all")
+        """INFO of the Redis, or the CPU and command counts summed over a Cluster's nodes."""
+        if not self.args.cluster:
+            return self.redis.info("all")
+        total: dict[str, Any] = {"used_cpu_sys": 0.0, "used_cpu_user": 0.0}
+        for port in self.redis_ports:
+            with redis.Redis(port=port) as client:
+                info = client.info("all")
+            for key in ("used_cpu_sys", "used_cpu_user"):
+                total[key] += float(info[key])
+            for key, value in info.items():
+                if key.startswith("cmdstat_"):
+                    mine = total.setdefault(key, {"calls": 0, "usec": 0.0})
+                    mine["calls"] += int(value["calls"])
+                    mine["usec"] += float(value["usec"])
+        return total
 
     def _readings(self) -> dict[str, Any]:
         service = [pid for i in self.instances for pid in with_children(i.pid)]
