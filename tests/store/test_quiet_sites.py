@@ -96,3 +96,14 @@ async def test_views_and_titles_from_another_instance_show_on_a_quiet_one(store:
     finally:
         if other is not store:
             await other.close()
+
+
+async def test_a_quiet_flush_after_a_dashboard_s_carries_none_of_its_extras(store: Store) -> None:
+    await flush(store, hold("quiet-reader-0003", "/a"))
+    b = batch("s1", store=store)
+    b.detail = b.periods = True
+    (snap,) = await store.flush([b])
+    assert snap.detail is not None and snap.month is not None and snap.year is not None
+    snap = await flush(store)
+    assert (snap.detail, snap.month, snap.year) == (None, None, None)
+    assert snap.online == 1

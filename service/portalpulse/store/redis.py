@@ -460,7 +460,9 @@ class RedisStore(Store):
             snapshot = _snapshot(batch.site, data)
         latest = self.known.get(batch.site)
         if latest is None or latest.flushed <= ts:
-            kept = replace(snapshot, detail=None) if snapshot.detail is not None else snapshot
+            # Kept for quiet flushes, which ask for no detail and no month or year: a
+            # dashboard's extras would be stale by then.
+            kept = replace(snapshot, detail=None, month=None, year=None)
             self.known[batch.site] = Known(
                 str(data["v"]), float(data["due"]), _shape(batch), ts, kept
             )
