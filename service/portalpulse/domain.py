@@ -65,6 +65,18 @@ class PresenceOp:
     """With HOLD/BEAT: where the visit came from, kept while the visitor is online."""
 
 
+@dataclass(frozen=True, slots=True)
+class CounterSet:
+    """Views recorded between two flushes, under a token: the Redis store applies
+    a set once, whichever flush carrying it runs first (a flush cut off by a timeout
+    may still run late, beside the retry that carries the same set again)."""
+
+    token: str
+    views: dict[str, int]
+    total_views: int
+    arrivals: dict[tuple[str, str, str], int]
+
+
 @dataclass(slots=True)
 class SiteBatch:
     """What one site's flush carries. Pages here are normalised, excluded ones left out
@@ -92,6 +104,8 @@ class SiteBatch:
     arrivals: dict[tuple[str, str, str], int] = field(default_factory=dict)
     """(page, source, device) -> views, for the drill-down (store/page_minutes.py):
     source is 'kind:name' or 'internal:' followed by the previous page's path."""
+    counter_sets: list[CounterSet] = field(default_factory=list)
+    """`views`, `total_views` and `arrivals` above are these sets added up."""
 
     @property
     def size(self) -> int:

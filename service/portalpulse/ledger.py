@@ -15,13 +15,14 @@ it is tested in-process (tests/unit/test_ledger.py).
 from __future__ import annotations
 
 import heapq
+import uuid
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from . import protocol, sources
 from .config import ServerSettings, SiteSettings
-from .domain import OpKind, PresenceOp, SiteBatch, VisitAttrs, calendar_at
+from .domain import CounterSet, OpKind, PresenceOp, SiteBatch, VisitAttrs, calendar_at
 from .protocol import Hello, Page
 
 MAX_PENDING_OPS = 200_000
@@ -53,13 +54,13 @@ class Taken:
     """What the last `take_batch` removed, so that `give_back` can restore it."""
 
     ops: list[tuple[float, PresenceOp]]
-    views: Counter[str]
-    total_views: int
     titles: dict[str, str]
-    arrivals: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    sets: list[CounterSet] = field(default_factory=list)
 
 
-NOTHING_TAKEN = Taken([], Counter(), 0, {})  # never changed: give_back only reads it
+NOTHING_TAKEN = Taken([], {})  # never changed: give_back only reads it
+MAX_UNCONFIRMED = 16
+"""Sets of views kept apart while the store fails, at most (then the oldest fold)."""
 
 
 class SiteLedger:
@@ -81,6 +82,9 @@ class SiteLedger:
         # the end), so expiry pops from the front and never scans the rest.
         self.http_visitors: dict[str, float] = {}
         self._taken = NOTHING_TAKEN
+        # Views the store may or may not have counted (its flush failed): sent again
+        # under their tokens until a flush succeeds, so they count once either way.
+        self.unconfirmed: list[CounterSet] = []
         # When this site's live visitors are next refreshed, all in one round (0: none
         # due): one batch carries them all, so the store runs one flush for them, not
         # one per visitor on its own schedule.
@@ -89,7 +93,9 @@ class SiteLedger:
     @property
     def busy(self) -> bool:
         """Something here for the store, or a visitor kept by HTTP beats."""
-        return bool(self.ops or self.views or self.total_views or self.http_visitors)
+        return bool(
+            self.ops or self.views or self.total_views or self.http_visitors or self.unconfirmed
+        )
 
     def ranked(self, pages: Iterable[Page]) -> tuple[str, ...]:
         """The pages that may trend; excluded ones still count as online and as views."""
@@ -153,7 +159,14 @@ class SiteLedger:
     def take_batch(self, now: float, wall: float) -> SiteBatch:
         """Everything recorded since the last take; `give_back` undoes it."""
         batch = self.empty_batch(wall)
-        if not (self.ops or self.views or self.total_views or self.titles or self.arrivals):
+        if not (
+            self.ops
+            or self.views
+            or self.total_views
+            or self.titles
+            or self.arrivals
+            or self.unconfirmed
+        ):
             # A quiet site, the common case: nothing to take, nothing to allocate.
             self._taken = NOTHING_TAKEN
             return batch
@@ -161,25 +174,47 @@ class SiteLedger:
             PresenceOp(o.kind, o.visitor, o.pages, max(0.0, now - at), o.engaged, o.attrs)
             for at, o in self.ops
         ]
-        batch.views = dict(self.views)
-        batch.arrivals = dict(self.arrivals)
-        batch.total_views = self.total_views
+        sets = self.unconfirmed
+        if self.views or self.total_views or self.arrivals:
+            token = uuid.uuid4().hex[:16]
+            sets = [
+                *sets,
+                CounterSet(token, dict(self.views), self.total_views, dict(self.arrivals)),
+            ]
+        batch.counter_sets = sets
+        for counted in sets:
+            for page, n in counted.views.items():
+                batch.views[page] = batch.views.get(page, 0) + n
+            for key, n in counted.arrivals.items():
+                batch.arrivals[key] = batch.arrivals.get(key, 0) + n
+            batch.total_views += counted.total_views
         batch.titles = self.titles
-        self._taken = Taken(
-            list(self.ops), self.views, self.total_views, self.titles, self.arrivals
-        )
+        self._taken = Taken(list(self.ops), self.titles, sets)
         self.ops, self.views, self.total_views, self.titles = deque(), Counter(), 0, {}
         self.arrivals = Counter()
+        self.unconfirmed = []
         return batch
 
     def give_back(self) -> None:
-        """The store did not take the last batch: keep it for the next one."""
+        """The store did not take the last batch: keep it for the next one. Its views
+        stay in their sets, with their tokens (the store may have counted them)."""
         taken, self._taken = self._taken, NOTHING_TAKEN
         self.ops.extendleft(reversed(taken.ops))
-        self.views.update(taken.views)
-        self.arrivals.update(taken.arrivals)
-        self.total_views += taken.total_views
         self.titles = {**taken.titles, **self.titles}
+        sets = taken.sets
+        if len(sets) > MAX_UNCONFIRMED:
+            # A long outage: fold the oldest into one set under a new token. Should
+            # one of them have run late, its views count twice: never lost.
+            fold = sets[: len(sets) - MAX_UNCONFIRMED + 1]
+            views: Counter[str] = Counter()
+            arrivals: Counter[tuple[str, str, str]] = Counter()
+            for counted in fold:
+                views.update(counted.views)
+                arrivals.update(counted.arrivals)
+            total = sum(counted.total_views for counted in fold)
+            folded = CounterSet(uuid.uuid4().hex[:16], dict(views), total, dict(arrivals))
+            sets = [folded, *sets[len(fold) :]]
+        self.unconfirmed = sets
 
 
 class Ledger:

@@ -357,12 +357,25 @@ class RedisStore(Store):
                 ]
                 for op in batch.ops
             ],
-            "views": [[page, n] for page, n in batch.views.items()],
-            "vt": batch.total_views,
             "titles": [[page, title] for page, title in batch.titles.items()],
-            "ar": [[*key, n] for key, n in batch.arrivals.items()],
             "pmt": BUCKET_TTL,
         }
+        if batch.counter_sets:
+            # The views go in their sets: the script counts each set once (flush.lua).
+            payload["views"], payload["vt"], payload["ar"] = [], 0, []
+            payload["cs"] = [
+                [
+                    counted.token,
+                    [[page, n] for page, n in counted.views.items()],
+                    counted.total_views,
+                    [[*key, n] for key, n in counted.arrivals.items()],
+                ]
+                for counted in batch.counter_sets
+            ]
+        else:
+            payload["views"] = [[page, n] for page, n in batch.views.items()]
+            payload["vt"] = batch.total_views
+            payload["ar"] = [[*key, n] for key, n in batch.arrivals.items()]
         return keys, [prefix, json.dumps(payload, ensure_ascii=False, separators=(",", ":"))]
 
     def store_now(self) -> float:

@@ -66,6 +66,7 @@ local EPOCH = 1735689600 -- 2025-01-01T00:00:00Z
 local NB = 1024 -- visitor buckets: up to 512 records each stay compact (Redis default)
 local AWAY_PER_BUCKET = 256 -- leavers per bucket a slot is sized for (half the listpack limit)
 local SLOT_MS = 100
+local COUNTED_TTL = 60 -- seconds a set of views is known counted: far past any stalled flush
 local LONG = 64 -- longest record kept whole (Redis's hash-max-listpack-value)
 local AWAY_SLOT_MS = 600000
 
@@ -76,6 +77,34 @@ local srcn, devn, pid, pname, dqi, vbi, codes =
 local st = KEYS[16]
 local P = ARGV[1]
 local b = cjson.decode(ARGV[2])
+-- Views may come in sets, each under a token (store/redis.py): a set counts once,
+-- in whichever flush carrying it runs first. A flush the instance gave up on (a
+-- timeout) may still run late here, beside the retry that carries its set again.
+if b.cs then
+  local views, arrivals = {}, {}
+  for _, set in ipairs(b.cs) do
+    if redis.call('SET', P .. 'cs:' .. set[1], '1', 'NX', 'EX', COUNTED_TTL) then
+      for _, pv in ipairs(set[2]) do
+        views[pv[1]] = (views[pv[1]] or 0) + pv[2]
+      end
+      b.vt = b.vt + set[3]
+      for _, a in ipairs(set[4]) do
+        local key = a[1] .. '\0' .. a[2] .. '\0' .. a[3]
+        if arrivals[key] then
+          arrivals[key][4] = arrivals[key][4] + a[4]
+        else
+          arrivals[key] = {a[1], a[2], a[3], a[4]}
+        end
+      end
+    end
+  end
+  for page, n in pairs(views) do
+    b.views[#b.views + 1] = {page, n}
+  end
+  for _, a in pairs(arrivals) do
+    b.ar[#b.ar + 1] = a
+  end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 + b.off
 local me = b.i
