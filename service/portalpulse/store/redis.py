@@ -91,6 +91,7 @@ class Known:
             and not batch.detail
             and not batch.periods
             and not batch.arrivals
+            and not batch.counter_sets
             and _shape(batch) == self.shape
         )
 
