@@ -58,6 +58,7 @@ class Grants:
     started: float = field(default_factory=time.time)
     withdrawn: frozenset[str] = frozenset()
     checked: float = float("-inf")
+    published: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Grants:
@@ -86,10 +87,13 @@ class Grants:
             newest = _decode(await store.note(NOTE))
             if newest is None or newest[0] <= self.started:
                 await store.set_note(NOTE, json.dumps(mine, separators=(",", ":")))
+            self.published = True
 
     async def refresh(self, store: Store, now: float) -> None:
         """Read the newest configuration's token ids."""
         self.checked = now
+        if not self.published:  # the store was down at start-up
+            await self.publish(store)
         with contextlib.suppress(StoreUnavailable):
             newest = _decode(await store.note(NOTE))
             if newest is None:
