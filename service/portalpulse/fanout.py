@@ -1,8 +1,10 @@
 """Delivery of each site's frames to the connections that listen here: readers'
-widgets (`Subscriber`s) and editors' dashboards (watchers).
+widgets (`Reader`s) and editors' dashboards (watchers).
 
 A snapshot is encoded once per change and offered to every connection of the
-site in one plain loop. `offer` never blocks: a connection whose socket takes
+site in one plain loop; a reader with `want` (CONTRACT §3a) gets the fields it
+lacks instead, each distinct such frame encoded once (`deltas.py`). `offer`
+never blocks: a connection whose socket takes
 the frame at once gets it now, a blocked one keeps only the newest (see
 `web/sender.py`).
 
@@ -21,11 +23,12 @@ import struct
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from . import metrics, protocol
 from .config import SiteSettings
 from .dashboard_feed import dashboard_frame
+from .deltas import SiteFields
 from .domain import SiteSnapshot
 
 log = logging.getLogger("portalpulse.fanout")
@@ -44,12 +47,23 @@ class Subscriber(Protocol):
         """Close the connection (shutting down)."""
 
 
+class Reader(Subscriber, Protocol):
+    """A widget's connection: a v1 client (`want` 0) takes whole snapshot frames,
+    one with `want` only the fields it lacks."""
+
+    want: int
+
+    def offer_fields(self, fields: SiteFields, frame_for: Callable[[int, int], str | None]) -> None:
+        """Take what it lacks of the site's newest fields; never block the caller."""
+
+
 @dataclass(slots=True)
 class Audience:
     """One site's listeners here, and the last frames they were sent."""
 
     site: SiteSettings
-    subscribers: set[Subscriber] = field(default_factory=set)
+    fields: SiteFields
+    subscribers: set[Reader] = field(default_factory=set)
     watchers: set[Subscriber] = field(default_factory=set)  # editors' dashboards
     frame: str | None = None
     pushed_key: tuple[object, ...] | None = None
@@ -62,13 +76,15 @@ class Fanout:
     """Every site's audience on this instance."""
 
     def __init__(self, sites: Mapping[str, SiteSettings], push_interval: float) -> None:
-        self.audiences = {site_id: Audience(site) for site_id, site in sites.items()}
+        self.audiences = {
+            site_id: Audience(site, SiteFields(site_id)) for site_id, site in sites.items()
+        }
         self.push_interval = push_interval
 
-    def subscribe(self, site_id: str, subscriber: Subscriber) -> None:
+    def subscribe(self, site_id: str, subscriber: Reader) -> None:
         self.audiences[site_id].subscribers.add(subscriber)
 
-    def unsubscribe(self, site_id: str, subscriber: Subscriber) -> None:
+    def unsubscribe(self, site_id: str, subscriber: Reader) -> None:
         self.audiences[site_id].subscribers.discard(subscriber)
 
     def watch(self, site_id: str, watcher: Subscriber) -> None:
@@ -104,13 +120,19 @@ class Fanout:
         frame = audience.frame = protocol.snapshot_frame(snap, audience.site)
         audience.pushed_key, audience.pushed_at = key, now
         started = time.perf_counter()
+        fields = audience.fields
+        fields.record(snap, audience.site)
+        frame_for = fields.grouped()  # each distinct delta encoded once
         subscribers = list(audience.subscribers)
         for first in range(0, len(subscribers), FANOUT_SLICE):
             if first:
                 # Let pongs, beats and new connections in between slices.
                 await asyncio.sleep(0)
             for subscriber in subscribers[first : first + FANOUT_SLICE]:
-                subscriber.offer(frame)
+                if subscriber.want:
+                    subscriber.offer_fields(fields, frame_for)
+                else:
+                    subscriber.offer(frame)
         metrics.push_seconds.observe(time.perf_counter() - started)
 
     def push_dashboard(
@@ -135,6 +157,15 @@ class Fanout:
         if audience.frame is None or audience.pushed_key != snap.content_key():
             return protocol.snapshot_frame(snap, audience.site)
         return audience.frame
+
+    def current_fields(self, site_id: str, snap: SiteSnapshot | None) -> SiteFields | None:
+        """The site's fields as of `snap` (its latest), for a connection with `want`
+        that just said hello."""
+        if snap is None:
+            return None
+        audience = self.audiences[site_id]
+        audience.fields.record(snap, audience.site)
+        return audience.fields
 
     def current_dashboard(self, site_id: str) -> str | None:
         """The dashboard frame of the last tick, while dashboards here keep it current."""
@@ -164,20 +195,22 @@ def abort_of(scope: Mapping[str, Any]) -> Callable[[], None] | None:
 
 class DirectWriter:
     """One connection's direct writes: the same bytes for every connection of a
-    site, framed once per snapshot."""
+    site, framed once per distinct frame."""
 
     __slots__ = ("_write",)
 
-    _last_text: str | None = None
-    _last_wire = b""
+    # A fan-out offers a few distinct strings (the v1 snapshot, a delta per `want`
+    # group) to connections in any order: each is framed once.
+    _wires: ClassVar[dict[str, bytes]] = {}
+    _WIRES_KEPT = 32
 
     def __init__(self, write: Callable[[bytes], bool]) -> None:
         self._write = write
 
     @classmethod
     def wire(cls, text: str) -> bytes:
-        # The fan-out offers one string to every connection in turn: frame it once.
-        if text is not cls._last_text:
+        wire = cls._wires.get(text)
+        if wire is None:
             payload = text.encode()
             size = len(payload)
             if size < 126:
@@ -186,8 +219,10 @@ class DirectWriter:
                 header = struct.pack("!BBH", 0x81, 126, size)
             else:
                 header = struct.pack("!BBQ", 0x81, 127, size)
-            cls._last_text, cls._last_wire = text, header + payload
-        return cls._last_wire
+            if len(cls._wires) >= cls._WIRES_KEPT:
+                cls._wires.clear()
+            wire = cls._wires[text] = header + payload
+        return wire
 
     def write(self, text: str) -> bool:
         """True when the frame went out; False: use the ASGI path instead."""

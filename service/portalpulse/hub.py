@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from . import metrics
 from .config import ServerSettings, SiteSettings
 from .dashboard_feed import dashboard_frame
+from .deltas import SiteFields
 from .domain import SiteSnapshot
-from .fanout import Fanout, Subscriber
+from .fanout import Fanout, Reader, Subscriber
 from .ledger import Ledger
 from .protocol import Hello, Page
 from .rising_webhook import RisingAlerts
@@ -73,7 +74,7 @@ class Hub:
 
     # -- what transports report ------------------------------------------------
 
-    def join(self, site_id: str, subscriber: Subscriber, hello: Hello) -> None:
+    def join(self, site_id: str, subscriber: Reader, hello: Hello) -> None:
         """A live connection said hello: it gets the site's snapshots from now on."""
         self.fanout.subscribe(site_id, subscriber)
         self.ledger.join(site_id, hello, time.monotonic())
@@ -90,7 +91,7 @@ class Hub:
     def part(
         self,
         site_id: str,
-        subscriber: Subscriber,
+        subscriber: Reader,
         visitor: str | None,
         pages: tuple[Page, ...],
         engaged: bool = False,
@@ -306,6 +307,10 @@ class Hub:
         if now >= read.snapshot_at:  # the tick may have read a newer one meanwhile
             read.snapshot, read.snapshot_at = snap, now
         return snap
+
+    def current_fields(self, site_id: str) -> SiteFields | None:
+        """The site's newest fields, for a connection with `want` that just said hello."""
+        return self.fanout.current_fields(site_id, self.reads[site_id].snapshot)
 
     def current_frame(self, site_id: str) -> str | None:
         """The latest snapshot frame, for a connection that just said hello."""

@@ -33,6 +33,7 @@ class Reader:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.frames: list[dict[str, Any]] = []
+        self.raw: list[str | bytes] = []  # the frames as they came, for their size
         self.snapshot: Snapshot | None = None
         self.close_code: int | None = None
         self._changed = asyncio.Event()
@@ -78,6 +79,7 @@ class Reader:
     async def _read(self) -> None:
         try:
             async for raw in self.ws:
+                self.raw.append(raw)
                 frame = json.loads(raw)
                 self.frames.append(frame)
                 if frame.get("type") == "snapshot":

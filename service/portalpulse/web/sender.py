@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from starlette.websockets import WebSocket
 
 from .. import metrics
+from ..deltas import NEVER, SiteFields
 from ..fanout import Delivery, abort_of
+
+FrameFor = Callable[[int, int], str | None]
 
 ABORT_AFTER = 2.0
 """Seconds a closing connection may take to flush before its socket is aborted."""
@@ -76,6 +79,8 @@ class OneSlotSender:
         "close_code",
         "closed",
         "slow_after",
+        "synced",
+        "want",
         "ws",
     )
 
@@ -85,22 +90,43 @@ class OneSlotSender:
         self.closed = False
         self.close_code = 1006
         self._sending: asyncio.Task[None] | None = None
-        self._pending: str | None = None
+        # A v1 frame, or (with `want`) the site's fields: what it lacks is worked
+        # out when the stuck write ends, so no change is lost to conflation.
+        self._pending: str | SiteFields | None = None
+        self.want = 0  # CONTRACT §3a: the wanted fields' bits; 0 for a v1 client
+        self.synced = NEVER  # the `SiteFields.seq` this connection was brought up to
         self._blocked_since = 0.0
         self._closing: asyncio.Task[None] | None = None
         self._direct = delivery.direct_writer(ws.scope)
 
     def offer(self, frame: str) -> None:
+        """A v1 client's whole snapshot."""
         if self.closed:
             return
         if self._sending is not None:
-            if self._pending is not None:
-                metrics.snapshots_conflated.inc()
-            self._pending = frame
-            if time.monotonic() - self._blocked_since > self.slow_after:
-                self.too_slow()
+            self._hold(frame)
             return
         self._send_now(frame)
+
+    def offer_fields(self, fields: SiteFields, frame_for: FrameFor) -> None:
+        """A client with `want`: the wanted fields changed since its last frame, if any.
+        `frame_for` is `fields.frame_for`, or its per-fan-out memo (`grouped`)."""
+        if self.closed:
+            return
+        if self._sending is not None:
+            self._hold(fields)
+            return
+        frame = frame_for(self.want, self.synced)
+        if frame is not None:
+            self.synced = fields.seq
+            self._send_now(frame)
+
+    def _hold(self, pending: str | SiteFields) -> None:
+        if self._pending is not None:
+            metrics.snapshots_conflated.inc()
+        self._pending = pending
+        if time.monotonic() - self._blocked_since > self.slow_after:
+            self.too_slow()
 
     def too_slow(self) -> None:
         self.lost()
@@ -125,9 +151,11 @@ class OneSlotSender:
         if task.cancelled() or task.exception() is not None:
             self.lost()
             return
-        frame, self._pending = self._pending, None
-        if frame is not None and not self.closed:
-            self._send_now(frame)
+        pending, self._pending = self._pending, None
+        if isinstance(pending, SiteFields):
+            self.offer_fields(pending, pending.frame_for)
+        elif pending is not None and not self.closed:
+            self._send_now(pending)
 
     def lost(self) -> None:
         """The peer is gone or hopeless: drop the socket without a goodbye."""

@@ -12,6 +12,7 @@ from starlette.websockets import WebSocket
 
 from .. import metrics, protocol
 from ..config import SiteSettings
+from ..deltas import want_mask
 from ..protocol import Beat, Bye, Hello, Page, ProtocolError
 from ..runtime import Pulse
 from .clientaddr import client_address
@@ -162,16 +163,26 @@ class WsConnection(OneSlotSender):
     def _welcome(self, hello: Hello) -> None:
         metrics.beats.labels("ws").inc()
         self.visitor, self.pages, self.engaged = hello.visitor, hello.pages, hello.engaged
-        hub = self.pulse.hub
-        hub.join(self.site.id, self, hello)
+        self.want = want_mask(hello.want) if hello.want else 0
+        self.pulse.hub.join(self.site.id, self, hello)
         self._send_now(
             protocol.welcome_frame(self.site.id, self.pulse.settings.server.beat_interval)
         )
+        if not self._offer_current():
+            self.pulse.background(self._first_snapshot())
+
+    def _offer_current(self) -> bool:
+        """Offer the site's newest snapshot (the wanted fields of it); False: none yet."""
+        hub = self.pulse.hub
+        if self.want:
+            fields = hub.current_fields(self.site.id)
+            if fields is not None:
+                self.offer_fields(fields, fields.frame_for)
+            return fields is not None
         frame = hub.current_frame(self.site.id)
         if frame is not None:
             self.offer(frame)
-        else:
-            self.pulse.background(self._first_snapshot())
+        return frame is not None
 
     async def _first_snapshot(self) -> None:
         """This instance has no snapshot of the site yet: read one for the newcomer."""
@@ -179,9 +190,7 @@ class WsConnection(OneSlotSender):
             await self.pulse.hub.read_snapshot(self.site.id)
         except Exception:
             return
-        frame = self.pulse.hub.current_frame(self.site.id)
-        if frame is not None:
-            self.offer(frame)
+        self._offer_current()
 
     def _beat(self, beat: Beat) -> None:
         if beat.engaged != self.engaged and self.visitor is not None:
