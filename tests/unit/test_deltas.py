@@ -108,3 +108,48 @@ def test_each_distinct_frame_is_encoded_once() -> None:
     frames = [lookup(NUMBERS, synced) for _ in range(3)] + [lookup(ONLINE, synced)]
     assert all(frame is frames[0] for frame in frames)  # online-only: one string for all
     assert lookup(NUMBERS, NEVER) is not frames[0]
+
+
+async def test_a_blocked_reader_with_want_gets_every_change_it_missed_at_once() -> None:
+    """Conflation keeps the site's fields, not a frame: no change is lost."""
+    import asyncio
+
+    from portalpulse.web.sender import OneSlotSender
+
+    class SlowSocket:
+        """An ASGI WebSocket whose first send waits until the test lets it finish."""
+
+        _receive = None
+
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+            self.gate = asyncio.get_running_loop().create_future()
+
+        async def send(self, message: dict[str, str]) -> None:
+            if not self.sent:
+                self.sent.append(message["text"])
+                await self.gate
+            else:
+                self.sent.append(message["text"])
+
+    ws = SlowSocket()
+    reader = OneSlotSender(ws, slow_after=60, direct=False)  # type: ignore[arg-type]
+    reader.want = ONLINE | TRENDING
+    fields = SiteFields("myhao")
+    fields.record(FIRST, SITE)
+    reader.offer_fields(fields, fields.frame_for)  # the first frame: its send blocks
+    hot = (TrendingPage("/b.html", "Tin khác", 40, 500),)
+    fields.record(replace(FIRST, trending=hot), SITE)
+    reader.offer_fields(fields, fields.grouped())
+    fields.record(replace(FIRST, trending=hot, online=2000), SITE)
+    reader.offer_fields(fields, fields.grouped())
+    assert len(ws.sent) == 1
+    ws.gate.set_result(None)
+    await asyncio.sleep(0.01)
+    assert [fields_of(text) for text in ws.sent] == [{"online", "trending"}] * 2
+    last = decode(ws.sent[1])
+    assert last["online"] == 2000 and last["trending"][0]["path"] == "/b.html"  # type: ignore[index]
+
+
+def fields_of(text: str) -> set[str]:
+    return set(decode(text)) - {"type", "site", "ts"}
