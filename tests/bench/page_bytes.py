@@ -139,14 +139,15 @@ async def churn(url: str, scenario: str, seconds: float) -> int:
         await asyncio.sleep(2)
     here: list[Any] = []
     drains = []
-    events = 0
+    events = arrivals = 0
     started = time.monotonic()
     while time.monotonic() - started < seconds:
         if (events // 5) % 2 == 0:
             if scenario == "returning":
-                visitor, extra = pool[(events // 2) % len(pool)], {"resume": True}
+                visitor, extra = pool[arrivals % len(pool)], {"resume": True}
             else:
                 visitor, extra = secrets.token_urlsafe(16), {}
+            arrivals += 1
             ws = await open_reader(url, visitor, [page(events % 12)], **extra)
             drains.append(asyncio.create_task(drain(ws)))
             here.append(ws)
