@@ -114,14 +114,14 @@ async def test_a_blocked_reader_with_want_gets_every_change_it_missed_at_once() 
     """Conflation keeps the site's fields, not a frame: no change is lost."""
     import asyncio
 
+    from portalpulse.fanout import AsgiDelivery
     from portalpulse.web.sender import OneSlotSender
 
     class SlowSocket:
         """An ASGI WebSocket whose first send waits until the test lets it finish."""
 
-        _receive = None
-
         def __init__(self) -> None:
+            self.scope: dict[str, object] = {}
             self.sent: list[str] = []
             self.gate = asyncio.get_running_loop().create_future()
 
@@ -133,7 +133,7 @@ async def test_a_blocked_reader_with_want_gets_every_change_it_missed_at_once() 
                 self.sent.append(message["text"])
 
     ws = SlowSocket()
-    reader = OneSlotSender(ws, slow_after=60, direct=False)  # type: ignore[arg-type]
+    reader = OneSlotSender(ws, slow_after=60, delivery=AsgiDelivery())  # type: ignore[arg-type]
     reader.want = ONLINE | TRENDING
     fields = SiteFields("myhao")
     fields.record(FIRST, SITE)
