@@ -11,36 +11,35 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from . import config, dashboard
+from .limiter import AddressCounts, AddressRate
 from .runtime import NOT_SERVED, Pulse
 from .store import Store
 from .web import api, openapi, pages
-from .web.ratelimit import AddressCounts, AddressRate
+from .web.http import error_response
 from .web.websocket import websocket_endpoint
 
 log = logging.getLogger("portalpulse")
 
 
 async def _bad_request(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": "bad_request", "message": str(exc)[:200]}, status_code=400)
+    return error_response(400, "bad_request", str(exc)[:200])
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": "not_found", "message": "no such endpoint"}, status_code=404)
+    return error_response(404, "not_found", "no such endpoint")
 
 
 async def _method_not_allowed(request: Request, exc: Exception) -> Response:
-    return JSONResponse(
-        {"error": "method_not_allowed", "message": "method not allowed"}, status_code=405
-    )
+    return error_response(405, "method_not_allowed", "method not allowed")
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.error("unexpected error on %s: %r", request.url.path, exc)
-    return JSONResponse({"error": "internal", "message": "unexpected error"}, status_code=500)
+    return error_response(500, "internal", "unexpected error")
 
 
 def create_app(

@@ -11,7 +11,8 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Literal
+from enum import IntEnum
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from .config import SiteSettings
@@ -241,15 +242,18 @@ def error_frame(code: str, message: str) -> str:
     return dumps({"type": "error", "code": code, "message": message})
 
 
-CloseReason = Literal["bad_message", "timeout", "rate", "too_big", "overloaded", "shutdown"]
-CLOSE_CODES: dict[CloseReason, int] = {
-    "shutdown": 1001,
-    "too_big": 1009,
-    "overloaded": 1013,
-    "bad_message": 4400,
-    "timeout": 4408,
-    "rate": 4429,
-}
+class CloseCode(IntEnum):
+    """Every WebSocket close code the service sends or counts (CONTRACT §3)."""
+
+    BYE = 1000  # the client said `bye`
+    SHUTDOWN = 1001  # this instance is shutting down: reconnect elsewhere
+    ABNORMAL = 1006  # the connection ended without a close frame
+    TOO_BIG = 1009  # a frame over `max_frame_bytes`
+    OVERLOADED = 1013  # a reader too slow, or too many connections from one address
+    BAD_MESSAGE = 4400  # malformed or out of order (an `error` frame first): no reconnect
+    SESSION_ENDED = 4401  # an editor's dashboard session expired: sign in again
+    HELLO_TIMEOUT = 4408  # no `hello` within `hello_timeout`
+    RATE = 4429  # over `max_messages_per_second`
 
 
 def day_payload(day: DayCounts) -> dict[str, Any]:

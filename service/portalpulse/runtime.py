@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from . import config, metrics
 from .fanout import Delivery, Subscriber, choose_delivery
 from .hub import Hub
+from .protocol import CloseCode
 from .store import Store, make_store
 
 log = logging.getLogger("portalpulse")
@@ -26,14 +27,14 @@ DRAIN_WAIT = 1.0
 
 
 class AddressLimiter(Protocol):
-    """A bound on requests per client address (web/ratelimit.AddressRate)."""
+    """A bound on requests per client address (limiter.AddressRate)."""
 
     def allow(self, address: str) -> bool:
         """True when `address` may go on now (and count this request)."""
 
 
 class ConnectionLimiter(Protocol):
-    """A bound on open connections per client address (web/ratelimit.AddressCounts)."""
+    """A bound on open connections per client address (limiter.AddressCounts)."""
 
     def open(self, address: str) -> bool:
         """Count a new connection from `address`; False (not counted) when refused."""
@@ -83,10 +84,6 @@ class Pulse:
         self._connections.discard(connection)
         self._per_address.close(address)
 
-    @property
-    def connection_count(self) -> int:
-        return len(self._connections)
-
     def background(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run `coro` on its own, keeping a reference until it ends."""
         task = asyncio.ensure_future(coro)
@@ -122,8 +119,8 @@ class Pulse:
         self.closing = True
         log.info("draining %d connections", len(self._connections))
         for conn in list(self._connections):
-            conn.shut(1001, "server shutting down")
-        self.hub.fanout.shut_all(1001, "server shutting down")
+            conn.shut(CloseCode.SHUTDOWN, "server shutting down")
+        self.hub.fanout.shut_all(CloseCode.SHUTDOWN, "server shutting down")
         await self.hub.drain()
         # Give close frames a moment to go out before the server drops sockets.
         deadline = asyncio.get_running_loop().time() + DRAIN_WAIT

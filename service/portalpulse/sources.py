@@ -36,7 +36,6 @@ KNOWN: dict[str, tuple[str, str]] = {
     "instagram.com": ("social", "instagram"),
     "linkedin.com": ("social", "linkedin"),
 }
-NAMES = tuple(sorted({name for _, name in KNOWN.values()}))
 
 
 def _host(url: str) -> str:

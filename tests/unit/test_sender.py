@@ -36,7 +36,7 @@ def test_one_string_is_framed_once() -> None:
 
 
 def test_address_rate_allows_bursts_then_the_rate_and_forgets_idle_addresses() -> None:
-    from portalpulse.web.ratelimit import AddressRate
+    from portalpulse.limiter import AddressRate
 
     limit = AddressRate(rate=5)
     allowed = [limit.allow("10.0.0.1", now=100.0) for _ in range(12)]

@@ -17,15 +17,14 @@ from ..dashboard_feed import device_counts, split_sources
 from ..protocol import MAX_PATH_BYTES
 from ..store.base import StoreUnavailable
 from ..store.page_minutes import PageDetail
+from ..web.http import error_response
 from . import assets
 from .access import pulse_of, session_of
 from .pages import unauthorized
 
 
 def refuse(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": code, "message": message}, status_code=status, headers=assets.PRIVATE
-    )
+    return error_response(status, code, message, assets.PRIVATE)
 
 
 def site_of_request(request: Request) -> str | Response:

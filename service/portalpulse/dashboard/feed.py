@@ -15,11 +15,12 @@ import time
 from typing import Protocol, cast
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from ..fanout import Subscriber
+from ..protocol import CloseCode
 from ..store.base import StoreUnavailable
+from ..web.http import error_response
 from ..web.sender import OneSlotSender
 from .access import access_of, pulse_of, same_origin, session_of
 from .sessions import Session
@@ -28,7 +29,7 @@ log = logging.getLogger("portalpulse.dashboard")
 
 MAX_HISTORY_MINUTES = 8 * 24 * 60
 DEFAULT_HISTORY_MINUTES = 60
-SESSION_ENDED = 4401
+SESSION_ENDED = CloseCode.SESSION_ENDED
 """Close code when the editor's session expires while watching: sign in again."""
 SLOW_SCREEN_SECONDS = 30.0
 """A screen that has not taken a frame for this long is closed (it reconnects)."""
@@ -57,9 +58,7 @@ class DashboardWatcher(OneSlotSender):
 
 
 async def _refuse(ws: WebSocket, status: int, code: str, message: str) -> None:
-    await ws.send_denial_response(
-        JSONResponse({"error": code, "message": message}, status_code=status)
-    )
+    await ws.send_denial_response(error_response(status, code, message))
 
 
 async def dashboard_socket(ws: WebSocket) -> None:
@@ -79,7 +78,7 @@ async def dashboard_socket(ws: WebSocket) -> None:
         return
     await ws.accept()
     if pulse.closing:
-        await ws.close(1001)
+        await ws.close(CloseCode.SHUTDOWN)
         return
     feed = feed_of(ws)
     watcher = DashboardWatcher(ws, SLOW_SCREEN_SECONDS, pulse.delivery)

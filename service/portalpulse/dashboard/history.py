@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from .. import protocol
 from ..domain import DayCounts, day_key
 from ..store.base import DAY_KEEP_DAYS, TOP_PAGES_DAY, StoreUnavailable
+from ..web.http import error_response
 from . import assets
 from .access import pulse_of, session_of
 from .feed import DEFAULT_HISTORY_MINUTES, MAX_HISTORY_MINUTES, feed_of
@@ -40,11 +41,7 @@ class BadQuery(ValueError):
 
 
 def fail(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(
-        {"error": code, "message": message},
-        status_code=status,
-        headers={**assets.PRIVATE, **(headers or {})},
-    )
+    return error_response(status, code, message, {**assets.PRIVATE, **(headers or {})})
 
 
 def _bearer(request: Request) -> str | None:

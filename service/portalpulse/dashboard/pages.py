@@ -8,11 +8,13 @@ from string import Template
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ..config import SiteSettings
+from ..protocol import ProtocolError
 from ..web.clientaddr import client_address
+from ..web.http import error_response, read_body
 from . import assets
 from .access import (
     access_of,
@@ -147,14 +149,10 @@ async def get_login(request: Request) -> Response:
 
 
 async def _read_form(request: Request) -> dict[str, str] | None:
-    body = b""
     try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM_BYTES:
-                return None
-    except ClientDisconnect:
-        return None  # abandoned half-way: no one reads the answer
+        body = await read_body(request, MAX_FORM_BYTES)
+    except ProtocolError:
+        return None  # too big, or abandoned half-way (then no one reads the answer)
     try:
         fields = parse_qs(body.decode("utf-8"), max_num_fields=10, strict_parsing=False)
     except (UnicodeDecodeError, ValueError):
@@ -252,11 +250,7 @@ async def home_without_slash(request: Request) -> Response:
 
 
 def unauthorized() -> JSONResponse:
-    return JSONResponse(
-        {"error": "unauthorized", "message": "sign in to the dashboard first"},
-        status_code=401,
-        headers=assets.PRIVATE,
-    )
+    return error_response(401, "unauthorized", "sign in to the dashboard first", assets.PRIVATE)
 
 
 async def whoami(request: Request) -> Response:

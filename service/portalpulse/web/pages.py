@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from .. import metrics
 from ..runtime import Pulse
 from ..store.base import StoreUnavailable
+from .http import error_response
 
 READY_TIMEOUT = 2.0
 
@@ -42,10 +43,7 @@ def widget_endpoint() -> Callable[[Request], Awaitable[Response]]:
 
     async def widget(request: Request) -> Response:
         if body is None:
-            return JSONResponse(
-                {"error": "widget_missing", "message": "widget.js is not installed"},
-                status_code=404,
-            )
+            return error_response(404, "widget_missing", "widget.js is not installed")
         if etag in request.headers.get("if-none-match", ""):
             return Response(status_code=304, headers=headers)
         return Response(body, media_type="text/javascript; charset=utf-8", headers=headers)

@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket
 from .. import metrics
 from ..deltas import NEVER, SiteFields
 from ..fanout import Delivery, abort_of
+from ..protocol import CloseCode
 
 FrameFor = Callable[[int, int], str | None]
 
@@ -88,7 +89,7 @@ class OneSlotSender:
         self.ws = ws
         self.slow_after = slow_after
         self.closed = False
-        self.close_code = 1006
+        self.close_code: int = CloseCode.ABNORMAL
         self._sending: asyncio.Task[None] | None = None
         # A v1 frame, or (with `want`) the site's fields: what it lacks is worked
         # out when the stuck write ends, so no change is lost to conflation.
@@ -177,5 +178,5 @@ class OneSlotSender:
             await asyncio.wait_for(self.ws.close(code, reason), ABORT_AFTER)
         # A peer that stopped reading never lets the close frame out: do not wait on it.
         abort = abort_of(self.ws.scope)
-        if abort is not None and code != 1001:
+        if abort is not None and code != CloseCode.SHUTDOWN:
             asyncio.get_running_loop().call_later(ABORT_AFTER, abort)

@@ -7,15 +7,16 @@ import contextlib
 import logging
 import time
 
-from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from .. import metrics, protocol
 from ..config import SiteSettings
 from ..deltas import want_mask
-from ..protocol import Beat, Bye, Hello, Page, ProtocolError
+from ..limiter import TokenBucket
+from ..protocol import Beat, Bye, CloseCode, Hello, Page, ProtocolError
 from ..runtime import Pulse
 from .clientaddr import client_address
+from .http import error_response
 from .sender import OneSlotSender
 
 log = logging.getLogger("portalpulse.ws")
@@ -27,9 +28,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     if site is None:
         metrics.handshakes_refused.labels("404").inc()
         metrics.messages_rejected.labels("unknown_site").inc()
-        await ws.send_denial_response(
-            JSONResponse({"error": "unknown_site", "message": "no such site"}, status_code=404)
-        )
+        await ws.send_denial_response(error_response(404, "unknown_site", "no such site"))
         return
     origin = ws.headers.get("origin")
     if not site.allows_origin(origin):
@@ -37,22 +36,19 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         metrics.messages_rejected.labels("forbidden_origin").inc()
         log.info("refused origin %r for site %s", origin, site.id)
         await ws.send_denial_response(
-            JSONResponse(
-                {"error": "forbidden_origin", "message": "this page's origin may not use the site"},
-                status_code=403,
-            )
+            error_response(403, "forbidden_origin", "this page's origin may not use the site")
         )
         return
     ip = client_address(ws)
     await ws.accept()
     if pulse.closing:
-        await ws.close(1001)
+        await ws.close(CloseCode.SHUTDOWN)
         return
     conn = WsConnection(pulse, site, ws)
     if not pulse.admit(ip, conn):
         metrics.messages_rejected.labels("too_many_connections").inc()
-        metrics.connections_closed.labels("1013").inc()
-        await ws.close(1013, "too many connections from this address")
+        metrics.connections_closed.labels(str(CloseCode.OVERLOADED)).inc()
+        await ws.close(CloseCode.OVERLOADED, "too many connections from this address")
         return
     metrics.connections.labels("ws").inc()
     metrics.connections_opened.labels("ws").inc()
@@ -68,7 +64,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
 class WsConnection(OneSlotSender):
     """One widget connection: its receive loop, and a one-slot mailbox for snapshots."""
 
-    __slots__ = ("_allowance", "_checked", "engaged", "pages", "pulse", "site", "visitor")
+    __slots__ = ("_bucket", "engaged", "pages", "pulse", "site", "visitor")
 
     def __init__(self, pulse: Pulse, site: SiteSettings, ws: WebSocket) -> None:
         server = pulse.settings.server
@@ -78,14 +74,12 @@ class WsConnection(OneSlotSender):
         self.visitor: str | None = None
         self.pages: tuple[Page, ...] = ()
         self.engaged = False
-        # A token bucket: `max_messages_per_second` at once, refilled at that rate.
-        # Two floats per connection, where a deque of times would cost ~600 bytes.
-        self._allowance = float(server.max_messages_per_second)
-        self._checked = time.monotonic()
+        # `max_messages_per_second` at once, refilled at that rate.
+        self._bucket = TokenBucket(server.max_messages_per_second, time.monotonic())
 
     def too_slow(self) -> None:
         metrics.messages_rejected.labels("slow_reader").inc()
-        self.shut(1013, "reading too slowly")
+        self.shut(CloseCode.OVERLOADED, "reading too slowly")
 
     async def _refuse(self, exc: ProtocolError, close: int) -> None:
         metrics.messages_rejected.labels(exc.code).inc()
@@ -101,28 +95,28 @@ class WsConnection(OneSlotSender):
         message = await self.ws.receive()
         if message["type"] == "websocket.disconnect":
             if not self.closed:
-                self.close_code = int(message.get("code") or 1006)
-                if self.close_code == 1009:
+                self.close_code = int(message.get("code") or CloseCode.ABNORMAL)
+                if self.close_code == CloseCode.TOO_BIG:
                     metrics.messages_rejected.labels("too_big").inc()
             self.closed = True
             return None
         text: str | None = message.get("text")
         server = self.pulse.settings.server
         if text is None:
-            await self._refuse(ProtocolError("bad_message", "frames must be JSON text"), 4400)
+            await self._refuse(
+                ProtocolError("bad_message", "frames must be JSON text"), CloseCode.BAD_MESSAGE
+            )
             return None
         if len(text) > server.max_frame_bytes or len(text.encode()) > server.max_frame_bytes:
             metrics.messages_rejected.labels("too_big").inc()
-            await self.close(1009, "frame too big")
+            await self.close(CloseCode.TOO_BIG, "frame too big")
             return None
-        now = time.monotonic()
         rate = server.max_messages_per_second
-        self._allowance = min(rate, self._allowance + (now - self._checked) * rate)
-        self._checked = now
-        if self._allowance < 1.0:
-            await self._refuse(ProtocolError("rate", f"more than {rate} messages a second"), 4429)
+        if not self._bucket.take(time.monotonic(), rate, rate):
+            await self._refuse(
+                ProtocolError("rate", f"more than {rate} messages a second"), CloseCode.RATE
+            )
             return None
-        self._allowance -= 1.0
         return text
 
     async def run(self) -> None:
@@ -131,7 +125,9 @@ class WsConnection(OneSlotSender):
             async with asyncio.timeout(server.hello_timeout):
                 text = await self._receive_text()
         except TimeoutError:
-            await self._refuse(ProtocolError("hello_timeout", "no hello in time"), 4408)
+            await self._refuse(
+                ProtocolError("hello_timeout", "no hello in time"), CloseCode.HELLO_TIMEOUT
+            )
             return
         if text is None:
             return
@@ -140,7 +136,7 @@ class WsConnection(OneSlotSender):
             if not isinstance(first, Hello):
                 raise ProtocolError("out_of_order", f"{type(first).__name__.lower()} before hello")
         except ProtocolError as exc:
-            await self._refuse(exc, 4400)
+            await self._refuse(exc, CloseCode.BAD_MESSAGE)
             return
         self._welcome(first)
         while not self.closed:
@@ -152,11 +148,11 @@ class WsConnection(OneSlotSender):
                 if isinstance(message, Hello):
                     raise ProtocolError("out_of_order", "hello was already sent")
             except ProtocolError as exc:
-                await self._refuse(exc, 4400)
+                await self._refuse(exc, CloseCode.BAD_MESSAGE)
                 return
             metrics.beats.labels("ws").inc()
             if isinstance(message, Bye):
-                await self.close(1000, "bye")
+                await self.close(CloseCode.BYE, "bye")
                 return
             self._beat(message)
 

@@ -1,15 +1,41 @@
-"""Bounds per client address: HTTP beats a second (token buckets, forgotten when
-idle) and open WebSockets. Each map holds at most `MAX_ADDRESSES` addresses, so a
-client with many addresses cannot grow this process's memory without bound."""
+"""Rate and count bounds: the one token bucket (messages a second on a WebSocket,
+HTTP beats a second per client address) and open WebSockets per address.
+
+Each map keyed by address holds at most `MAX_ADDRESSES` addresses, so a client
+with many addresses cannot grow this process's memory without bound. No I/O.
+"""
 
 from __future__ import annotations
 
 import time
 
-from .. import metrics
+from . import metrics
 
 MAX_ADDRESSES = 10_000
 """Entries per map, at most (addresses are at most 45 characters: ~2 MB a map)."""
+
+
+class TokenBucket:
+    """`burst` requests at once, then `rate` a second: each request takes a token,
+    and tokens come back at `rate` a second up to `burst`.
+
+    Two floats: one per WebSocket, where a deque of times would cost ~600 bytes.
+    The owner keeps `rate` and `burst` (the same for all its buckets)."""
+
+    __slots__ = ("tokens", "when")
+
+    def __init__(self, burst: float, now: float) -> None:
+        self.tokens = float(burst)
+        self.when = now
+
+    def take(self, now: float, rate: float, burst: float) -> bool:
+        """Take a token at `now`: False (nothing taken) when none is left."""
+        self.tokens = min(burst, self.tokens + (now - self.when) * rate)
+        self.when = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
 
 
 class AddressRate:
@@ -26,17 +52,16 @@ class AddressRate:
     def __init__(self, rate: float, max_addresses: int = MAX_ADDRESSES) -> None:
         self.rate = rate
         self.max_addresses = max_addresses
-        # address -> (allowance, when), least recently heard first.
-        self._buckets: dict[str, tuple[float, float]] = {}
+        # address -> its bucket, least recently heard first.
+        self._buckets: dict[str, TokenBucket] = {}
         self._swept = float("-inf")
 
     def allow(self, address: str, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
         burst = 2 * self.rate
-        allowance, when = self._buckets.pop(address, (burst, now))
-        allowance = min(burst, allowance + (now - when) * self.rate)
-        allowed = allowance >= 1.0
-        self._buckets[address] = (allowance - 1.0 if allowed else allowance, now)
+        bucket = self._buckets.pop(address, None) or TokenBucket(burst, now)
+        allowed = bucket.take(now, self.rate, burst)
+        self._buckets[address] = bucket
         if len(self._buckets) > self.max_addresses:
             del self._buckets[next(iter(self._buckets))]
         if now - self._swept > self.FORGET_AFTER:
@@ -48,8 +73,8 @@ class AddressRate:
         # Once a minute: an address idle that long has a full bucket anyway. The
         # map is in the order addresses were last heard, so the idle ones lead.
         self._swept = now
-        for address, (_, when) in list(self._buckets.items()):
-            if now - when <= self.FORGET_AFTER:
+        for address, bucket in list(self._buckets.items()):
+            if now - bucket.when <= self.FORGET_AFTER:
                 break
             del self._buckets[address]
 
