@@ -26,7 +26,9 @@ SITE = SiteSettings(id="myhao", name="Mỹ Hào", origins=("*",), total_visits_o
 
 
 class Screen:
-    """A subscriber that keeps what it was offered."""
+    """A reader without `want` (a v1 client) that keeps what it was offered."""
+
+    want = 0
 
     def __init__(self) -> None:
         self.frames: list[str] = []
