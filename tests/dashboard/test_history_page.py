@@ -74,6 +74,14 @@ async def test_a_month_of_history_its_totals_top_articles_and_csv(
     sheet = httpx.get(service.base + href, cookies=cookies, timeout=5)
     lines = sheet.text.lstrip("\ufeff").splitlines()
     assert len(lines) == 91 and lines[-2].startswith(f"{yesterday.isoformat()},101,301,81,11,")
+
+    # The live dashboard and the history page link to each other, for the site shown.
+    await tab.get_by_role("link", name="Bảng trực tiếp").click()
+    await expect(tab).to_have_url(f"{service.base}/dashboard/?site=myhao")
+    await expect(tab.locator("#online")).to_have_text("1")
+    await tab.get_by_role("link", name="Lịch sử").click()
+    await expect(tab).to_have_url(f"{service.base}/dashboard/myhao/history")
+    await expect(rows).to_have_count(30)
     await context.close()
     await reader.close()
 

@@ -69,6 +69,7 @@
       fullscreen: "Toàn màn hình",
       none: "Chưa có",
       wall: "Màn hình lớn",
+      history: "Lịch sử",
       this_month: "Tháng này (lượt truy cập)",
       this_year: "Năm nay (lượt truy cập)",
       close: "Đóng",
@@ -141,6 +142,7 @@
       fullscreen: "Full screen",
       none: "None yet",
       wall: "Wall mode",
+      history: "History",
       this_month: "This month (visits)",
       this_year: "This year (visits)",
       close: "Close",
@@ -872,6 +874,7 @@
     clearTimeout(state.retryTimer);
     if (state.ws) { state.ws.onclose = null; state.ws.close(); }
     setStatus("connecting");
+    $("history-link").href = "/dashboard/" + encodeURIComponent(state.site) + "/history";
     var scheme = location.protocol === "https:" ? "wss:" : "ws:";
     var ws = new WebSocket(scheme + "//" + location.host + "/dashboard/ws?site=" + encodeURIComponent(state.site));
     state.ws = ws;
