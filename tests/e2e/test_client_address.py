@@ -84,6 +84,18 @@ async def test_a_trusted_proxys_forwarded_for_is_honoured(make_service) -> None:
     OPEN.clear()
 
 
+async def test_an_ipv6_client_is_limited_by_its_64(make_service) -> None:
+    # A home or phone picks any address in its /64: a new address is no new client.
+    service = make_service(config('trusted_proxies = ["127.0.0.1"]\nmax_connections_per_ip = 1'))
+    first = await close_code_with_forwarded_for(service, "2001:db8:1:2::1")
+    same_64 = await close_code_with_forwarded_for(service, "2001:db8:1:2:abcd::99")
+    other_64 = await close_code_with_forwarded_for(service, "2001:db8:1:3::1")
+    assert (first, same_64, other_64) == (None, 1013, None)
+    for ws in OPEN:
+        await ws.close()
+    OPEN.clear()
+
+
 def pipelined_beats(service: Service, addresses: list[str]) -> list[int]:
     """One refused beat (a form, not JSON: 415) per address, pipelined on one connection."""
     statuses: list[int] = []

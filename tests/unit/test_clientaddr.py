@@ -8,7 +8,7 @@ import ipaddress
 import pytest
 
 from portalpulse.config import ConfigError, parse
-from portalpulse.web.clientaddr import parse_address, resolve
+from portalpulse.web.clientaddr import limit_key, parse_address, resolve
 
 PROXIES = (ipaddress.ip_network("10.0.0.5/32"), ipaddress.ip_network("10.1.0.0/16"))
 
@@ -67,3 +67,18 @@ def test_trusted_proxies_config_is_checked_and_names_the_key() -> None:
         with pytest.raises(ConfigError) as refused:
             parse({"server": {"trusted_proxies": bad}}, env={})
         assert str(refused.value).startswith("server.trusted_proxies:"), refused.value
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("::1", "::/64"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_limits_count_an_ipv6_client_by_its_64(address: str, key: str) -> None:
+    assert limit_key(address) == key

@@ -13,7 +13,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from ..config import SiteSettings
 from ..protocol import ProtocolError
-from ..web.clientaddr import client_address
+from ..web.clientaddr import client_address, limit_key
 from ..web.http import error_response, read_body
 from . import assets
 from .access import (
@@ -163,7 +163,7 @@ async def _read_form(request: Request) -> dict[str, str] | None:
 async def post_login(request: Request) -> Response:
     """Check a token (by its SHA-256, in constant time) and start a session."""
     access = access_of(request)
-    address = client_address(request)
+    address = limit_key(client_address(request))
     now = time.time()
     form = await _read_form(request)
     lang = pick_lang((form or {}).get("lang"))

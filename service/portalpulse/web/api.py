@@ -15,7 +15,7 @@ from ..periods import periods_of
 from ..protocol import ProtocolError
 from ..runtime import Pulse
 from ..store.base import StoreUnavailable
-from .clientaddr import client_address
+from .clientaddr import client_address, limit_key
 from .http import error_response, read_body
 
 log = logging.getLogger("portalpulse.api")
@@ -76,8 +76,7 @@ async def post_beat(request: Request) -> Response:
     if pulse.closing:
         # Before any other check: the client should retry on another instance at once.
         return error(503, "shutting_down", "this instance is shutting down", headers)
-    address = client_address(request)
-    if not pulse.http_beats.allow(address):
+    if not pulse.http_beats.allow(limit_key(client_address(request))):
         return error(429, "rate", "too many beats from this address; slow down", headers)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in BEAT_CONTENT_TYPES:

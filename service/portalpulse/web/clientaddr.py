@@ -7,6 +7,10 @@ were written by the client and are never read, so a client cannot choose the
 address it is counted under. With no trusted proxies the header is ignored.
 Addresses come out normalised by `ipaddress` (an IPv4-mapped IPv6 address as
 IPv4), so no string a client sends can become a key of a per-address map.
+
+Per-address limits count an IPv6 client by its /64 (`limit_key`): one home or
+phone is handed a whole /64 and can pick any address in it, so a limit per
+single IPv6 address would be one it can walk around. Logs keep the full address.
 """
 
 from __future__ import annotations
@@ -69,6 +73,19 @@ def resolve(peer: str | None, forwarded: Iterable[str], proxies: Sequence[Networ
         if not _trusted(hop, proxies):
             break
     return str(address)
+
+
+IPV6_LIMIT_PREFIX = 64
+"""The IPv6 network a per-address limit counts as one client."""
+
+
+def limit_key(address: str) -> str:
+    """The key per-address limits count `address` (from `resolve`) under: an IPv4
+    address as it is, an IPv6 address as its /64 ('2001:db8:1:2::/64')."""
+    if ":" not in address:
+        return address
+    network = ipaddress.IPv6Network((address, IPV6_LIMIT_PREFIX), strict=False)
+    return str(network)
 
 
 def client_address(conn: HTTPConnection) -> str:

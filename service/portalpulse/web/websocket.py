@@ -15,7 +15,7 @@ from ..deltas import want_mask
 from ..limiter import TokenBucket
 from ..protocol import Beat, Bye, CloseCode, Hello, Page, ProtocolError
 from ..runtime import Pulse
-from .clientaddr import client_address
+from .clientaddr import client_address, limit_key
 from .http import error_response
 from .sender import OneSlotSender
 
@@ -39,7 +39,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             error_response(403, "forbidden_origin", "this page's origin may not use the site")
         )
         return
-    ip = client_address(ws)
+    ip = limit_key(client_address(ws))
     await ws.accept()
     if pulse.closing:
         await ws.close(CloseCode.SHUTDOWN)
