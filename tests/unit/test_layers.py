@@ -1,5 +1,7 @@
-"""The package's shape: no import circle, and a core that knows nothing of
-stores or the web."""
+"""The package's shape, as issue 10 checks it: no import circle, a core
+(protocol first) that knows nothing of stores or the web, no module over
+`MAX_LINES` lines, no private attribute of Starlette or uvicorn read from the
+service's code, and at least five unit-test modules."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "service" / "portalpulse"
+MAX_LINES = 500
 
 
 def modules() -> dict[str, Path]:
@@ -95,3 +98,16 @@ def test_only_the_server_protocol_modules_know_uvicorns_protocols() -> None:
         if "uvicorn.protocols" in path.read_text() or "WebSocketsSansIOProtocol" in path.read_text()
     }
     assert knows == {"portalpulse.web.uvicorn_ws", "portalpulse.web.slowclients"}
+
+
+def test_no_module_is_longer_than_max_lines() -> None:
+    lines = {name: len(path.read_text().splitlines()) for name, path in modules().items()}
+    assert {name: n for name, n in lines.items() if n > MAX_LINES} == {}
+
+
+def test_the_core_has_unit_tests_of_its_own() -> None:
+    """At least five unit-test modules, among them one per core module."""
+    here = {path.stem for path in Path(__file__).parent.glob("test_*.py")}
+    core = ("protocol", "ledger", "sources", "config", "limiter", "sessions")
+    assert len(here) >= 5
+    assert {f"test_{name}" for name in core} <= here

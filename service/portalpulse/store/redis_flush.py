@@ -1,0 +1,267 @@
+"""The Redis store's flush: a tick's batches in, each site's snapshot out.
+
+Each site's flush is one EVALSHA of lua/flush.lua on keys that share the
+hash tag `{site}`; all sites of a tick go in one pipeline, so a tick costs one
+round trip per Redis node whatever the number of beats.
+
+A quiet site costs almost nothing: a site with nothing new from this instance,
+nothing due to expire and a snapshot already held is checked with one key read
+(all such sites in one MGET), and flushed only when another instance changed
+what its snapshot shows (see `Known`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError, ResponseError
+
+from .base import DETAIL_MINUTES, DETAIL_PAGES, SiteBatch, SiteSnapshot, StoreUnavailable
+from .page_minutes import BUCKET_TTL
+from .redis_replies import snapshot_from_reply, text
+
+Client = Redis | RedisCluster
+
+FLUSH_SCRIPT = resources.files("portalpulse.store").joinpath("lua/flush.lua").read_text("utf-8")
+KEY_NAMES = (
+    "inst", "rank", "pages", "titles", "total", "onl", "engn", "erank",
+    "srcn", "devn", "pid", "pname", "dqi", "vbi", "codes", "st",
+)  # fmt: skip
+
+
+def site_prefix(site: str) -> str:
+    """Every key of a site starts with this: the hash tag keeps a site on one slot."""
+    return f"pp:{{{site}}}:"
+
+
+def visitor_token(visitor: str) -> str:
+    """What Redis keeps of a visitor id: 10 characters (60 bits) of its BLAKE2b hash.
+
+    Shorter than most ids, so records stay small. The chance that any two of a
+    million visitors share a token is below one in a million."""
+    digest = hashlib.blake2b(visitor.encode(), digest_size=8).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:10]
+
+
+@dataclass(slots=True)
+class Known:
+    """The last snapshot this instance read of a site, and what makes it stale.
+
+    The flush script names the content of every snapshot with a tag kept in the
+    site's `st` key, beside the store time when the site next has something due
+    (a visitor's deadline, views leaving the trending window, the next minute's
+    history entry). Whichever instance reads first that it is due runs the
+    script; the others then read the new tag and due time.
+
+    This instance need not flush to stay listed as live in the site's `inst`
+    set: it holds visitors there only through connections, whose REFRESH
+    operations come well within `presence_ttl`."""
+
+    tag: str
+    due: float  # store time
+    shape: tuple[object, ...]  # what the batch asked for: `_shape`
+    flushed: float  # store time of the flush that answered `snapshot`
+    snapshot: SiteSnapshot
+
+    def holds(self, batch: SiteBatch) -> bool:
+        """Whether `batch` may be answered from this snapshot if the tag is unchanged
+        and nothing is due."""
+        return (
+            not batch.ops
+            and not batch.views
+            and not batch.total_views
+            and not batch.titles
+            and not batch.detail
+            and not batch.periods
+            and not batch.arrivals
+            and not batch.counter_sets
+            and _shape(batch) == self.shape
+        )
+
+
+class Flusher:
+    """Runs the flush script for one instance (`instance_id`) and keeps, per
+    configured site (never keyed by client input), the last snapshot it read."""
+
+    def __init__(self, instance_id: str, clock_offset: float) -> None:
+        self.instance_id = instance_id
+        self.clock_offset = clock_offset
+        self.known: dict[str, Known] = {}
+        self._sha = ""
+        # The store's clock minus this machine's (clock_offset aside), from the
+        # `ts` of flushes: tells when a site is due without asking the store.
+        self._skew = 0.0
+
+    async def load_script(self, client: Client) -> None:
+        self._sha = await client.script_load(FLUSH_SCRIPT)
+
+    def store_now(self) -> float:
+        """The store's clock now (with `clock_offset`), as last seen by a flush."""
+        return time.time() + self._skew + self.clock_offset
+
+    async def flush(
+        self, client: Client, cluster: bool, batches: Sequence[SiteBatch]
+    ) -> list[SiteSnapshot]:
+        """Apply every batch and answer each site's snapshot, in order: quiet sites
+        from what is held when their tag is unchanged, the others by the script."""
+        if not batches:
+            return []
+        now = self.store_now()
+        answers: list[SiteSnapshot | None] = [None] * len(batches)
+        quiet = [
+            i
+            for i, batch in enumerate(batches)
+            if (known := self.known.get(batch.site)) is not None and known.holds(batch)
+        ]
+        if quiet:
+            await self._check_quiet(client, cluster, batches, quiet, answers, now)
+        rest = [i for i, answer in enumerate(answers) if answer is None]
+        if rest:
+            await self._flush_scripts(client, [batches[i] for i in rest], rest, answers)
+        return [answer for answer in answers if answer is not None]
+
+    def _args(self, batch: SiteBatch, known: str) -> tuple[list[str], list[str]]:
+        prefix = site_prefix(batch.site)
+        keys = [prefix + name for name in KEY_NAMES]
+        payload = {
+            "kv": known,
+            "i": self.instance_id,
+            "off": self.clock_offset,
+            "ttl": batch.presence_ttl,
+            "grace": batch.leave_grace,
+            "win": batch.trending_window,
+            "n": batch.trending_size,
+            "cap": batch.max_pages,
+            "day": batch.day,
+            "y": batch.yesterday if batch.want_yesterday or batch.detail else False,
+            "hour": batch.hour,
+            "detail": batch.detail,
+            "pm": batch.periods,
+            "dn": DETAIL_PAGES,
+            "dm": DETAIL_MINUTES,
+            "ops": [
+                [
+                    int(op.kind),
+                    visitor_token(op.visitor),
+                    round(op.age, 3),
+                    list(op.pages),
+                    -1 if op.engaged is None else int(op.engaged),
+                    op.attrs.packed() if op.attrs is not None else "",
+                ]
+                for op in batch.ops
+            ],
+            "titles": [[page, title] for page, title in batch.titles.items()],
+            "pmt": BUCKET_TTL,
+        }
+        if batch.counter_sets:
+            # The views go in their sets: the script counts each set once (flush.lua).
+            payload["views"], payload["vt"], payload["ar"] = [], 0, []
+            payload["cs"] = [
+                [
+                    counted.token,
+                    [[page, n] for page, n in counted.views.items()],
+                    counted.total_views,
+                    [[*key, n] for key, n in counted.arrivals.items()],
+                ]
+                for counted in batch.counter_sets
+            ]
+        else:
+            payload["views"] = [[page, n] for page, n in batch.views.items()]
+            payload["vt"] = batch.total_views
+            payload["ar"] = [[*key, n] for key, n in batch.arrivals.items()]
+        return keys, [prefix, json.dumps(payload, ensure_ascii=False, separators=(",", ":"))]
+
+    async def _check_quiet(
+        self,
+        client: Client,
+        cluster: bool,
+        batches: Sequence[SiteBatch],
+        quiet: list[int],
+        answers: list[SiteSnapshot | None],
+        now: float,
+    ) -> None:
+        """Answer the quiet sites whose tag is unchanged from the snapshot held."""
+        keys = [site_prefix(batches[i].site) + "st" for i in quiet]
+        if cluster:
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.get(key)
+            states: list[Any] = await pipe.execute()
+        else:
+            # One command for every quiet site: cheaper for Redis than one read each.
+            states = await client.mget(keys)
+        ts = round(self.store_now(), 3)
+        for i, state in zip(quiet, states, strict=True):
+            if state is None:
+                continue
+            known = self.known[batches[i].site]
+            tag, _, due = text(state).partition("|")
+            # Due as read now: whichever instance read it first has run it.
+            known.due = float(due) if due else 0.0
+            if tag == known.tag and now < known.due:
+                answers[i] = replace(known.snapshot, ts=ts)
+
+    async def _flush_scripts(
+        self,
+        client: Client,
+        batches: list[SiteBatch],
+        places: list[int],
+        answers: list[SiteSnapshot | None],
+    ) -> None:
+        calls, held = [], []
+        for batch in batches:
+            known = self.known.get(batch.site)
+            if known is None or known.shape != _shape(batch) or batch.detail or batch.periods:
+                known = None
+            held.append(known)
+            calls.append(self._args(batch, known.tag if known is not None else ""))
+        pipe = client.pipeline(transaction=False)
+        for keys, args in calls:
+            # ClusterPipeline refuses .evalsha(); the raw command routes by its keys.
+            pipe.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        for index, result in enumerate(results):
+            if isinstance(result, NoScriptError) or (
+                isinstance(result, ResponseError) and "NOSCRIPT" in str(result)
+            ):
+                # A restarted or failed-over Redis forgot the script: load it again.
+                self._sha = await client.script_load(FLUSH_SCRIPT)
+                keys, args = calls[index]
+                results[index] = await client.evalsha(self._sha, len(keys), *keys, *args)
+        for batch, place, known, result in zip(batches, places, held, results, strict=True):
+            if isinstance(result, Exception):
+                raise StoreUnavailable(f"flush of {batch.site}: {result}")
+            answers[place] = self._answer(batch, known, json.loads(result))
+
+    def _answer(self, batch: SiteBatch, known: Known | None, data: dict[str, Any]) -> SiteSnapshot:
+        """The snapshot a script answered, or the one held when it answered `same`
+        (only to the flush that named the held snapshot's tag)."""
+        ts = float(data["ts"])
+        self._skew = ts - self.clock_offset - time.time()
+        if data.get("same") and known is not None:
+            snapshot = replace(known.snapshot, ts=ts)
+        else:
+            snapshot = snapshot_from_reply(batch.site, data)
+        latest = self.known.get(batch.site)
+        if latest is None or latest.flushed <= ts:
+            # Kept for quiet flushes, which ask for no detail and no month or year: a
+            # dashboard's extras would be stale by then.
+            kept = replace(snapshot, detail=None, month=None, year=None)
+            self.known[batch.site] = Known(
+                str(data["v"]), float(data["due"]), _shape(batch), ts, kept
+            )
+        return snapshot
+
+
+def _shape(batch: SiteBatch) -> tuple[object, ...]:
+    """What a snapshot depends on besides the store: the day, and what was asked."""
+    return (batch.day, batch.trending_size, batch.want_yesterday and batch.yesterday)
