@@ -191,7 +191,17 @@ def test_wrong_tokens_count_across_instances_on_one_redis(
 def test_the_cookie_is_secure_behind_https(
     redis: RedisServer, make_service: ServiceFactory
 ) -> None:
-    service = make_service(config=CONFIG, redis_url=redis.url)
+    # X-Forwarded-Proto is read from a trusted proxy only, like X-Forwarded-For.
+    direct = make_service(config=CONFIG, redis_url=redis.url)
+    claimed = direct.post(
+        "/dashboard/login",
+        data={"site": "myhao", "token": MYHAO_TOKEN},
+        headers={"X-Forwarded-Proto": "https"},
+    )
+    assert claimed.status_code == 303
+    assert "secure" not in claimed.headers["set-cookie"].lower()
+    proxied = CONFIG.replace("[server]", '[server]\ntrusted_proxies = ["127.0.0.1"]', 1)
+    service = make_service(config=proxied, redis_url=redis.url)
     response = service.post(
         "/dashboard/login",
         data={"site": "myhao", "token": MYHAO_TOKEN},

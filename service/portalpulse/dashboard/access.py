@@ -17,6 +17,7 @@ from starlette.responses import Response
 from ..config import DashboardSettings, Settings
 from ..runtime import Pulse
 from ..store.base import Store, StoreUnavailable
+from ..web.clientaddr import from_trusted_proxy
 from .grants import Grants, token_id
 from .ratelimit import FailureLimiter, wait_for
 from .sessions import COOKIE_NAME, Session, SessionSigner
@@ -125,6 +126,8 @@ def session_of(conn: HTTPConnection) -> Session | None:
 def is_https(conn: HTTPConnection) -> bool:
     if conn.url.scheme in ("https", "wss"):
         return True
+    if not from_trusted_proxy(conn):
+        return False  # the scheme a client claims for itself is not read
     forwarded = conn.headers.get("x-forwarded-proto", "")
     return forwarded.split(",")[0].strip().lower() == "https"
 

@@ -95,3 +95,11 @@ def client_address(conn: HTTPConnection) -> str:
     if not proxies:
         return resolve(peer, (), ())
     return resolve(peer, conn.headers.getlist("x-forwarded-for"), proxies)
+
+
+def from_trusted_proxy(conn: HTTPConnection) -> bool:
+    """Whether the socket's peer is one of `server.trusted_proxies`: only then may
+    forwarded headers (X-Forwarded-For, X-Forwarded-Proto) be read."""
+    proxies = conn.app.state.pulse.settings.server.trusted_proxies
+    peer = parse_address(conn.client.host) if conn.client else None
+    return bool(proxies) and peer is not None and _trusted(peer, proxies)
