@@ -128,3 +128,27 @@ async def test_a_click_on_an_article_shows_its_hour(
     await context.close()
     for one in readers:
         await one.close()
+
+
+async def test_the_embedded_store_keeps_the_last_hour_over_a_restart(
+    make_service: ServiceFactory, tmp_path: Path
+) -> None:
+    """One instance on its data file, restarted: trending and the drill-down still
+    show the last hour (a rollout of a small single-instance install loses nothing)."""
+    data = tmp_path / "data"
+    first = make_service(config=CONFIG, data_dir=data)
+    readers = await article_readers(first)
+    await readers[-1].wait_for(lambda s: s["today"]["views"] == 4, 5)
+    for reader in readers:
+        await reader.close()
+    first.stop()
+    second = make_service(config=CONFIG, data_dir=data)
+    trending = {p["path"]: p for p in second.stats("myhao")["trending"]}
+    assert trending["/tin/a.html"]["title"] == "Tin A"
+    assert trending["/tin/a.html"]["views"] == 3
+    body = signed_in(second).get(f"/dashboard/api/sites/myhao/pages?path={quote('/tin/a.html')}")
+    detail = body.json()
+    assert detail["title"] == "Tin A" and detail["views"] == 3
+    assert detail["referrers"] == {"google": 1, "zalo": 1}
+    assert detail["internal"] == [{"path": "/", "views": 1}]
+    assert max(readers_then for _, readers_then, _ in detail["minutes"]) == 3

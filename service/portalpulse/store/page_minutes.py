@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Container
 from dataclasses import dataclass
+from typing import Any
 
 PAGE_MINUTES = 60
 """How far back the drill-down looks, in minutes."""
@@ -148,3 +149,27 @@ class PageMinutes:
             if found in self.buckets.get(minute, {})
         ]
         return detail_from_buckets(page, title, buckets, self.names)
+
+    def durable_state(self) -> dict[str, Any]:
+        """The last hour, for the embedded store's data file (a restart keeps it)."""
+        return {
+            "ids": self.ids,
+            "next": self._next,
+            "buckets": {
+                str(minute): {pid: dict(fields) for pid, fields in by_id.items()}
+                for minute, by_id in self.buckets.items()
+            },
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.ids = {str(page): str(pid) for page, pid in state.get("ids", {}).items()}
+        self.names = {pid: page for page, pid in self.ids.items()}
+        self._next = int(state.get("next", 0))
+        self.buckets = {
+            int(minute): {
+                pid: Counter({k: int(n) for k, n in fields.items()})
+                for pid, fields in by_id.items()
+            }
+            for minute, by_id in state.get("buckets", {}).items()
+        }
+

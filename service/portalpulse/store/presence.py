@@ -395,6 +395,12 @@ class SitePresence:
             },
             "minutes": {str(m): n for m, n in self.minutes.items()},
             "calendar": self.calendar.durable_state(),
+            # The last hour, so a restart keeps trending and the drill-down: the
+            # tracked pages (least recently opened first), their titles, the
+            # trending window's views per minute and the drill-down's buckets.
+            "pages": [[page, self.titles.get(page, "")] for page in self.pages],
+            "views": {str(m): bucket for m, bucket in self.buckets.items()},
+            "page_minutes": self.page_minutes.durable_state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -414,6 +420,16 @@ class SitePresence:
         for minute, n in sorted(state.get("minutes", {}).items(), key=lambda kv: int(kv[0])):
             self.minutes[int(minute)] = int(n)
         self.calendar.restore(state.get("calendar", {}))
+        for page, title in state.get("pages", []):
+            self.pages[page] = None
+            if title:
+                self.titles[page] = title
+        for minute, bucket in state.get("views", {}).items():
+            kept = self.buckets[int(minute)] = {p: int(n) for p, n in bucket.items()}
+            for page, n in kept.items():
+                if page in self.pages:  # an evicted page's views count no more
+                    self.window_views[page] = self.window_views.get(page, 0) + n
+        self.page_minutes.restore(state.get("page_minutes", {}))
 
     def forget_days_before(self, oldest_day: str) -> None:
         for key in [k for k in self.days if k < oldest_day]:
