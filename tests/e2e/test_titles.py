@@ -11,6 +11,7 @@ from support.client import Reader, page
 from support.processes import FAST_TIMING
 
 ARTICLE = "Hội nghị trực tuyến triển khai kế hoạch chuyển đổi số năm 2026"
+NOTICE = "Kết quả kỳ thi tuyển công chức cấp xã năm 2026"
 MYHAO = "Cổng thông tin điện tử thị xã Mỹ Hào"
 
 
@@ -23,10 +24,16 @@ async def test_the_demo_pages_trending_shows_the_articles_own_title(make_service
             await tab.goto(service.base + "/")
             item = tab.locator('[data-portalpulse="trending"] a').first
             await expect(item).to_have_text(ARTICLE, timeout=10_000)
+            # A link of the demo portal opens a page of its own, with the link's title.
+            other = await browser.new_page()
+            await other.goto(service.base + "/?ItemID=202")
+            items = tab.locator('[data-portalpulse="trending"] a')
+            await expect(items).to_have_count(2, timeout=10_000)
+            await expect(items.filter(has_text=NOTICE)).to_have_attribute("href", "/?ItemID=202")
         finally:
             await browser.close()
-    (trending,) = service.stats("demo")["trending"]
-    assert trending["title"] == ARTICLE
+    titles = {t["path"]: t["title"] for t in service.stats("demo")["trending"]}
+    assert titles == {"/": ARTICLE, "/?ItemID=202": NOTICE}
 
 
 @pytest.mark.parametrize("store", ["embedded", "redis"])
