@@ -636,6 +636,15 @@ for _, pt in ipairs(b.titles) do
   end
 end
 local tracked = redis.call('ZCARD', pages)
+if redis.call('HLEN', titles) > tracked then
+  -- Titles of pages no longer tracked, left by versions before titles followed
+  -- the cap: a random few checked per flush, until only tracked pages' remain.
+  for _, page in ipairs(redis.call('HRANDFIELD', titles, 32)) do
+    if not redis.call('ZSCORE', pages, page) then
+      redis.call('HDEL', titles, page)
+    end
+  end
+end
 if tracked > b.cap then
   local evicted = redis.call('ZPOPMIN', pages, tracked - b.cap)
   for i = 1, #evicted, 2 do
