@@ -120,7 +120,7 @@ async def test_titles_left_by_older_versions_are_cleaned_up(redis: RedisServer) 
         one.titles["/kept.html"] = "Tin giữ lại"
         await store.flush([one])
         await store.client.hset(titles, mapping={f"/old-{i}.html": "cũ" for i in range(2000)})
-        for n in range(400):
+        for _ in range(400):
             again = batch(store)
             again.views["/kept.html"] = 1  # something new: the site's script runs
             await store.flush([again])
