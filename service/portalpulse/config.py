@@ -73,6 +73,9 @@ class ServerSettings:
     # HTTP beats a second per client address (bursts of twice that): one office
     # behind NAT with 1,000 readers on the fallback sends about 70 a second.
     max_http_beats_per_ip: int = 200
+    # Visitors kept online only by HTTP beats, on this instance (every site): past
+    # it a new one is refused (503 "overloaded"), those already kept go on.
+    max_http_visitors: int = 100_000
     max_pending_send_seconds: float = 10.0
     # The reverse proxies in front (CONTRACT §6): only behind one of these is
     # X-Forwarded-For read. Default none: the socket's peer is the client.
@@ -169,6 +172,7 @@ _SERVER_NUMBERS: dict[str, tuple[type, float, float]] = {
     "max_messages_per_second": (int, 1, 10_000),
     "max_connections_per_ip": (int, 1, 1_000_000),
     "max_http_beats_per_ip": (int, 1, 1_000_000),
+    "max_http_visitors": (int, 1, 10_000_000),
     "max_pending_send_seconds": (float, 0.5, 600),
     "header_timeout": (float, 0.1, 600),
     "body_timeout": (float, 0.1, 600),

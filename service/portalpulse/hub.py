@@ -37,6 +37,9 @@ other instances count them in their next snapshot."""
 STORE_CHECK_EVERY = 5.0
 """Seconds between store pings while no site needs a flush."""
 
+REFUSALS_LOGGED_EVERY = 60.0
+"""Seconds between log lines about HTTP-beat visitors refused (a flood logs little)."""
+
 
 @dataclass(slots=True)
 class SiteRead:
@@ -71,6 +74,9 @@ class Hub:
         self._waiters: list[asyncio.Future[None]] = []
         self._checked_at = 0.0
         self.closing = False
+        # New HTTP-beat visitors refused since the last log line about them, and when.
+        self._refused = 0
+        self._refused_logged_at = float("-inf")
 
     # -- what transports report ------------------------------------------------
 
@@ -103,10 +109,24 @@ class Hub:
         ):
             self._urgent.set()
 
-    def http_beat(self, site_id: str, hello: Hello) -> None:
-        """A beat over HTTP (the fallback, or sendBeacon on unload)."""
-        self.ledger.http_beat(site_id, hello, time.monotonic())
+    def http_beat(self, site_id: str, hello: Hello) -> bool:
+        """A beat over HTTP (the fallback, or sendBeacon on unload). False, nothing
+        counted, when this instance keeps `max_http_visitors` already and the beat's
+        visitor is not one of them."""
+        now = time.monotonic()
+        if not self.ledger.http_beat(site_id, hello, now):
+            self._refused += 1
+            if now - self._refused_logged_at >= REFUSALS_LOGGED_EVERY:
+                log.info(
+                    "refused %d new visitor(s) on HTTP beats: %d kept here already "
+                    "(server.max_http_visitors)",
+                    self._refused,
+                    self.ledger.http_visitor_count(),
+                )
+                self._refused, self._refused_logged_at = 0, now
+            return False
         self._urgent.set()
+        return True
 
     # -- the tick --------------------------------------------------------------
 

@@ -309,20 +309,33 @@ class Ledger:
             site.add_op(OpKind.CLOSE_PAGES, visitor, gone, now)
         return False
 
-    def http_beat(self, site_id: str, hello: Hello, now: float) -> None:
-        """A beat over HTTP (the fallback, or sendBeacon on unload)."""
+    def http_visitor_count(self) -> int:
+        """Visitors kept by HTTP beats here, on every site."""
+        return sum(len(site.http_visitors) for site in self.sites.values())
+
+    def http_beat(self, site_id: str, hello: Hello, now: float) -> bool:
+        """A beat over HTTP (the fallback, or sendBeacon on unload). False, and nothing
+        counted, when it would keep one visitor more than `max_http_visitors`: the
+        map is keyed by client input, so it has a hard bound (those kept go on)."""
         site = self.sites[site_id]
+        if (
+            not hello.bye
+            and hello.visitor not in site.http_visitors
+            and self.http_visitor_count() >= self.server.max_http_visitors
+        ):
+            return False
         ranked = site.ranked(hello.pages)
         site.note_titles(hello.pages)
         site.http_visitors.pop(hello.visitor, None)
         if hello.bye:
             site.add_op(OpKind.BYE, hello.visitor, ranked, now)
-            return
+            return True
         if not hello.resume:
             site.count_views(hello.pages, hello.device)
         site.http_visitors[hello.visitor] = now + self.server.presence_ttl
         attrs = site.attrs_of(hello)
         site.add_op(OpKind.BEAT, hello.visitor, ranked, now, hello.engaged, attrs)
+        return True
 
     def due_refreshes(self, now: float) -> None:
         """Refresh the presence of every live visitor whose turn has come."""

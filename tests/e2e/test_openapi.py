@@ -231,6 +231,13 @@ async def test_the_openapi_document_is_valid_and_matches_live_answers(
         checker.check(doc_beats, "post", response)
         redis.start()
 
+        # An instance that keeps as many visitors on HTTP beats as it may (here one).
+        full = make_service(FAST_TIMING.replace("[server]", "[server]\nmax_http_visitors = 1"))
+        for status in (200, 503):
+            response = await http.post(full.base + BEATS, json=beat())
+            assert response.status_code == status, response.text
+            checker.check(doc_beats, "post", response)
+
         # Shutting down: with Redis stalled (SIGSTOP), the drain's last flush waits for
         # the store's timeout (5 s), and meanwhile beats are refused with 503.
         assert redis.proc is not None and service.proc is not None

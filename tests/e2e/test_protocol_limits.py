@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from support.client import Reader, page, visitor_id
-from support.processes import FAST_TIMING
+from support.processes import DEMO_SITE, FAST_TIMING, metric, wait_until
 
 PUSH = 0.5
 
@@ -285,3 +285,46 @@ def test_too_many_http_beats_from_one_address_get_429(make_service) -> None:
     refused = [r for r in replies if r.status_code == 429]
     assert refused, codes
     assert all(r.json()["error"] == "rate" for r in refused)
+
+
+def test_visitors_kept_by_http_beats_are_bounded_by_max_http_visitors(make_service) -> None:
+    """Issue 9: every map keyed by client input has a hard bound. Past it a new visitor
+    on HTTP beats gets 503 "overloaded" and counts nothing; those kept go on."""
+    config = FAST_TIMING.replace("[server]", "[server]\nmax_http_visitors = 3") + DEMO_SITE
+    service = make_service(config)
+    beats = "/api/v1/sites/demo/beats"
+    kept = [visitor_id() for _ in range(3)]
+    for visitor in kept:
+        answer = service.post(beats, json={"visitor": visitor, "pages": [page("/a")]})
+        assert answer.status_code == 200, answer.text
+    for _ in range(2):
+        beat = {"visitor": visitor_id(), "pages": [page("/moi.html", "Tin mới")]}
+        refused = service.post(beats, json=beat)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"] == "overloaded"
+    stats = service.stats()
+    assert stats["online"] == 3 and stats["today"]["views"] == 3, stats
+    assert stats["today"]["visits"] == 3 and "/moi.html" not in str(stats["trending"]), stats
+    # Those kept go on; a bye frees a place for a newcomer.
+    again = {"visitor": kept[0], "pages": [page("/a")], "resume": True}
+    assert service.post(beats, json=again).json()["online"] == 3
+    bye = service.post(beats, json={"visitor": kept[1], "pages": [page("/a")], "bye": True})
+    assert bye.status_code == 200, bye.text
+    newcomer = service.post(beats, json={"visitor": visitor_id(), "pages": [page("/b")]})
+    assert newcomer.status_code == 200, newcomer.text
+    text = service.get("/metrics").text
+    assert metric(text, "portalpulse_messages_rejected_total", 'reason="overloaded"') == 2
+    assert metric(text, "portalpulse_beats_total", 'transport="http"') == 6
+    wait_until(
+        lambda: (
+            metric(service.get("/metrics").text, "portalpulse_connections", 'transport="http"') == 3
+        ),
+        5,
+        "the map's size in portalpulse_connections{transport=http}",
+    )
+    # One info line for the refusals (at most one a minute), nothing louder.
+    lines = [json.loads(line) for line in service.logs().splitlines() if line.startswith("{")]
+    told = [e for e in lines if "new visitor(s) on HTTP beats" in e["message"]]
+    assert [e["level"] for e in told] == ["info"], told
+    assert "refused 1 new visitor(s)" in told[0]["message"]
+    assert {e["level"] for e in lines} <= {"debug", "info"}, lines

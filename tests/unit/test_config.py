@@ -14,6 +14,7 @@ def test_defaults_and_a_site() -> None:
     server = settings.server
     assert (server.beat_interval, server.presence_ttl, server.push_interval) == (15, 45, 1)
     assert server.fanout == "direct"
+    assert server.max_http_visitors == 100_000
     site = settings.sites["myhao"]
     assert site.allows_origin("https://myhao.vn") and not site.allows_origin("https://x.vn")
     assert not site.allows_origin(None)
@@ -24,6 +25,7 @@ def test_defaults_and_a_site() -> None:
     [
         ({"server": {"presence_ttl": -1}}, "server.presence_ttl"),
         ({"server": {"fanout": "fast"}}, "server.fanout"),
+        ({"server": {"max_http_visitors": 0}}, "server.max_http_visitors"),
         ({"sites": {"Bad Id": {"origins": ["*"]}}}, "Bad Id"),
     ],
 )

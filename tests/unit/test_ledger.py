@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from portalpulse.config import ServerSettings, SiteSettings
@@ -117,6 +118,24 @@ def test_http_beats_keep_a_visitor_until_presence_ttl_and_bye_ends_it() -> None:
     ledger.http_beat("myhao", hello(B, "/a", bye=True), now=150.0)
     assert [op.kind for op in ops(ledger, 150.0)] == [OpKind.BYE]
     assert not site.http_visitors
+
+
+def test_http_beat_visitors_are_bounded_on_every_site_together() -> None:
+    other = SiteSettings(id="vanlam", name="Văn Lâm", origins=("https://vanlam.gov.vn",))
+    ledger = Ledger(replace(SERVER, max_http_visitors=2), [SITE, other])
+    assert ledger.http_beat("myhao", hello(A, "/a"), now=0.0)
+    assert ledger.http_beat("vanlam", hello(B, "/b"), now=0.0)
+    ops(ledger)
+    # Full: a new visitor counts nothing, on either site; those kept go on.
+    assert not ledger.http_beat("myhao", hello("visitor-cccccccccccc", "/c"), now=1.0)
+    assert not ledger.http_beat("vanlam", hello("visitor-cccccccccccc", "/c"), now=1.0)
+    batch = ledger.sites["myhao"].take_batch(1.0, WALL)
+    assert batch.ops == [] and batch.views == {} and batch.titles == {}
+    assert ledger.http_beat("myhao", hello(A, "/a"), now=1.0)
+    # A bye always passes, and frees a place.
+    assert ledger.http_beat("vanlam", hello(B, "/b", bye=True), now=2.0)
+    assert ledger.http_visitor_count() == 1
+    assert ledger.http_beat("vanlam", hello("visitor-cccccccccccc", "/c"), now=3.0)
 
 
 def test_live_visitors_are_refreshed_with_no_help_from_the_page() -> None:

@@ -90,8 +90,10 @@ async def post_beat(request: Request) -> Response:
     except ProtocolError as exc:
         status = 413 if exc.code == "too_big" else 400
         return error(status, exc.code, exc.message, headers)
+    if not pulse.hub.http_beat(site.id, hello):
+        message = "this instance keeps as many visitors on HTTP beats as it may; try later"
+        return error(503, "overloaded", message, headers)
     metrics.beats.labels("http").inc()
-    pulse.hub.http_beat(site.id, hello)
     # Answer with a count that includes this beat: wait for its flush (one tick at most).
     await pulse.hub.settled(pulse.settings.server.push_interval + 1)
     try:

@@ -256,7 +256,12 @@ def post_beats() -> Schema:
             "413": error_answer("Body larger than 16 KiB", "too_big"),
             "415": error_answer("Send application/json or text/plain", "bad_content_type"),
             "429": error_answer("Too many beats from this address", "rate"),
-            "503": error_answer("This instance is shutting down", "shutting_down"),
+            "503": error_answer(
+                "This instance is shutting down, or keeps as many visitors on HTTP beats "
+                "as it may (server.max_http_visitors): a new one is refused, counted nothing",
+                "shutting_down",
+                "overloaded",
+            ),
         },
     }
 
