@@ -108,15 +108,15 @@ class Fanout:
             for watcher in list(audience.watchers):
                 watcher.shut(code, reason)
 
-    async def push(self, site_id: str, snap: SiteSnapshot, now: float) -> None:
+    async def push(self, site_id: str, snap: SiteSnapshot, now: float) -> bool:
         """Offer the site's snapshot to every reader here, when it changed and
-        the last push is at least `push_interval` old."""
+        the last push is at least `push_interval` old. False: put off (too soon)."""
         audience = self.audiences[site_id]
         key = snap.content_key()
         if key == audience.pushed_key:
-            return
+            return True
         if now - audience.pushed_at < self.push_interval * 0.9:
-            return  # too soon after the last push; the next tick sends it
+            return False  # too soon after the last push; the next tick sends it
         frame = audience.frame = protocol.snapshot_frame(snap, audience.site)
         audience.pushed_key, audience.pushed_at = key, now
         started = time.perf_counter()
@@ -134,6 +134,7 @@ class Fanout:
                 else:
                     subscriber.offer(frame)
         metrics.push_seconds.observe(time.perf_counter() - started)
+        return True
 
     def push_dashboard(
         self, site_id: str, snap: SiteSnapshot, rising: frozenset[str] = frozenset()

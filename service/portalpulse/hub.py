@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import metrics
 from .config import ServerSettings, SiteSettings
@@ -46,13 +46,34 @@ class SiteRead:
     """The site's last snapshot, and how long the tick keeps reading it."""
 
     snapshot: SiteSnapshot | None = None
-    snapshot_at: float = 0.0
+    snapshot_at: float = 0.0  # when the store last answered it (monotonic)
+    taken_at: float = 0.0  # when the store first answered it (`snapshot.ts` then)
+    # The fan-out put off offering it (too soon after the last push): the next tick
+    # offers it even when the store answers the same snapshot again.
+    unpushed: bool = False
     # Keep reading the site a while after its last local visitor, until the
     # store has seen them leave; then its gauge is withdrawn, not left stale.
     linger_until: float = 0.0
     # What its gauge shows: set again only when it changes (a labelled lookup per
     # site and tick was a third of a quiet site's CPU).
     shown_online: int | None = None
+
+    def stamped(self, snap: SiteSnapshot) -> SiteSnapshot:
+        """`snap`; when it is the one held, with the `ts` of the store's last answer."""
+        if snap is not self.snapshot or self.snapshot_at <= self.taken_at:
+            return snap
+        return replace(snap, ts=snap.ts + (self.snapshot_at - self.taken_at))
+
+    def answered(self, snap: SiteSnapshot, now: float, store_now: float) -> bool:
+        """The store answered `snap` at `now` (monotonic; `store_now`: the store's time,
+        near enough): False when it is the snapshot already held (a quiet site: the
+        store answers the very object, store/redis_flush.py)."""
+        self.snapshot_at = now
+        if snap is self.snapshot:
+            return False
+        # A snapshot held in the store since before (it has not changed) is as old as its ts.
+        self.snapshot, self.taken_at = snap, now - max(0.0, store_now - snap.ts)
+        return True
 
 
 class Hub:
@@ -246,11 +267,10 @@ class Hub:
             if now - self._checked_at >= STORE_CHECK_EVERY:
                 await self.check_store()
             return
-        batches = []
-        for site_id in busy:
-            batch = self.ledger.sites[site_id].take_batch(now, wall)
-            batch.detail = self.fanout.watched(site_id)
-            batches.append(batch)
+        batches = [
+            self.ledger.sites[site_id].take_batch(now, wall, self.fanout.watched(site_id))
+            for site_id in busy
+        ]
         metrics.store_flush_ops.observe(sum(b.size for b in batches))
         started = time.perf_counter()
         try:
@@ -263,17 +283,24 @@ class Hub:
             return
         metrics.store_seconds.labels("flush").observe(time.perf_counter() - started)
         self._store_state(None)
+        push = push and not self.closing
+        store_now = wall + self.server.clock_offset
         for site_id, snap in zip(busy, snapshots, strict=True):
             read = self.reads[site_id]
-            read.snapshot, read.snapshot_at = snap, now
-            if snap.online != read.shown_online:
-                metrics.online_visitors.labels(site_id).set(snap.online)
-                read.shown_online = snap.online
-            rising = self.rising.observe(self.ledger.sites[site_id].site, snap)
-            if push and not self.closing:
-                await self.fanout.push(site_id, snap, now)
+            site = self.ledger.sites[site_id].site
+            if read.answered(snap, now, store_now):
+                if snap.online != read.shown_online:
+                    metrics.online_visitors.labels(site_id).set(snap.online)
+                    read.shown_online = snap.online
+                self.rising.observe(site, snap)
+            elif not read.unpushed:
+                # A quiet site: no gauge, no push; the rising averages count the time.
+                self.rising.hold(site, snap, snap.ts + (now - read.taken_at))
+                continue
+            if push:
+                read.unpushed = not await self.fanout.push(site_id, snap, now)
                 if snap.detail is not None:
-                    self.fanout.push_dashboard(site_id, snap, rising)
+                    self.fanout.push_dashboard(site_id, snap, self.rising.current(site_id))
 
     # -- editors' dashboards: one frame per site per tick, whatever the number of editors --
 
@@ -310,7 +337,7 @@ class Hub:
         read = self.reads[site_id]
         now = time.monotonic()
         if read.snapshot is not None and now - read.snapshot_at <= self.server.push_interval * 1.5:
-            return read.snapshot
+            return read.stamped(read.snapshot)
         return await self._reads.run(site_id, lambda: self._read_store(site_id))
 
     async def _read_store(self, site_id: str) -> SiteSnapshot:
@@ -325,8 +352,8 @@ class Hub:
             raise
         metrics.store_seconds.labels("read").observe(time.perf_counter() - started)
         if now >= read.snapshot_at:  # the tick may have read a newer one meanwhile
-            read.snapshot, read.snapshot_at = snap, now
-        return snap
+            read.answered(snap, now, time.time() + self.server.clock_offset)
+        return read.stamped(snap)
 
     def current_fields(self, site_id: str) -> SiteFields | None:
         """The site's newest fields, for a connection with `want` that just said hello."""

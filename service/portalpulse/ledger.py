@@ -89,6 +89,8 @@ class SiteLedger:
         # due): one batch carries them all, so the store runs one flush for them, not
         # one per visitor on its own schedule.
         self.refresh_at = 0.0
+        # The batch of a quiet tick, made once per calendar hour: it is never changed.
+        self._quiet: tuple[tuple[str, str, int], SiteBatch] | None = None
 
     @property
     def busy(self) -> bool:
@@ -142,7 +144,11 @@ class SiteLedger:
     def empty_batch(self, wall: float) -> SiteBatch:
         """A batch that changes nothing: it only reads the site's snapshot."""
         server = self.server
-        today, yesterday, hour = calendar_at(wall + server.clock_offset, server.zone)
+        return self._batch_of(calendar_at(wall + server.clock_offset, server.zone))
+
+    def _batch_of(self, calendar: tuple[str, str, int]) -> SiteBatch:
+        server = self.server
+        today, yesterday, hour = calendar
         return SiteBatch(
             hour=hour,
             site=self.site.id,
@@ -156,19 +162,29 @@ class SiteLedger:
             want_yesterday=True,
         )
 
-    def take_batch(self, now: float, wall: float) -> SiteBatch:
-        """Everything recorded since the last take; `give_back` undoes it."""
-        batch = self.empty_batch(wall)
-        if not (
+    def take_batch(self, now: float, wall: float, detail: bool = False) -> SiteBatch:
+        """Everything recorded since the last take (with the dashboard's `detail`);
+        `give_back` undoes it. A quiet site's batch is the same object every tick
+        of the hour: nobody may change it."""
+        quiet = not (
             self.ops
             or self.views
             or self.total_views
             or self.titles
             or self.arrivals
             or self.unconfirmed
-        ):
-            # A quiet site, the common case: nothing to take, nothing to allocate.
+        )
+        if quiet:
             self._taken = NOTHING_TAKEN
+        if quiet and not detail:
+            # A quiet site, the common case: nothing to take, nothing to allocate.
+            calendar = calendar_at(wall + self.server.clock_offset, self.server.zone)
+            if self._quiet is None or self._quiet[0] != calendar:
+                self._quiet = (calendar, self._batch_of(calendar))
+            return self._quiet[1]
+        batch = self.empty_batch(wall)
+        batch.detail = detail
+        if quiet:
             return batch
         batch.ops = [
             PresenceOp(o.kind, o.visitor, o.pages, max(0.0, now - at), o.engaged, o.attrs)

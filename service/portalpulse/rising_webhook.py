@@ -19,7 +19,8 @@ import asyncio
 import json
 import logging
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from . import metrics
 from .config import ServerSettings, SiteSettings
@@ -53,13 +54,35 @@ class RisingAlerts:
         listed: Iterable[TrendingPage] = snap.detail.pages if snap.detail else snap.trending
         pages = {p.path: p for p in listed}
         rising = tracker.observe(snap.ts, {path: p.readers for path, p in pages.items()})
+        return self._mark(site, rising, pages, snap.ts)
+
+    def hold(self, site: SiteSettings, snap: SiteSnapshot, now: float) -> None:
+        """A tick at `now` whose snapshot of `site` is the one last observed (`snap`),
+        unchanged: what `observe` would do, in a few operations while no page of
+        it has readers enough to rise (`RisingTracker.hold`)."""
+        tracker = self._trackers.get(site.id)
+        if tracker is None:
+            self.observe(site, replace(snap, ts=now))
+            return
+        rising = tracker.hold(now)
+        if rising or self._rising.get(site.id):
+            self._mark(site, rising, {p.path: p for p in snap.trending}, now)
+
+    def _mark(
+        self,
+        site: SiteSettings,
+        rising: list[RisingPage],
+        pages: Mapping[str, TrendingPage],
+        at: float,
+    ) -> frozenset[str]:
+        """Keep what rises now; post the pages that were not rising before."""
         now = frozenset(p.path for p in rising)
         before = self._rising.get(site.id, frozenset())
         self._rising[site.id] = now
         if site.rising_webhook:
             for page in rising:
                 if page.path not in before:
-                    self._post_later(site, page, pages[page.path].title, snap.ts)
+                    self._post_later(site, page, pages[page.path].title, at)
         return now
 
     def current(self, site_id: str) -> frozenset[str]:

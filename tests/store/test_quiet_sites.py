@@ -107,3 +107,23 @@ async def test_a_quiet_flush_after_a_dashboard_s_carries_none_of_its_extras(stor
     snap = await flush(store)
     assert (snap.detail, snap.month, snap.year) == (None, None, None)
     assert snap.online == 1
+
+
+async def test_a_quiet_flush_answers_the_very_snapshot_it_holds(store: Store) -> None:
+    """Nothing changed: the Redis store answers the object it answered before (the
+    hub then skips the site: no push, no gauge), until something changes."""
+    if not isinstance(store, RedisStore):
+        return  # the embedded store computes each snapshot afresh
+    other = await second_instance(store)
+    try:
+        first = await flush(store, hold("quiet-reader-0004", "/a"))
+        held = await flush(store)
+        before = await scripts_run(store)
+        assert await flush(store) is held and await flush(store) is held
+        assert await scripts_run(store) == before, "no script for an unchanged site"
+        assert held.online == first.online == 1
+        await other.flush([batch("s1", hold("quiet-reader-0005", "/a"), store=other)])
+        changed = await flush(store)
+        assert changed is not held and changed.online == 2
+    finally:
+        await other.close()

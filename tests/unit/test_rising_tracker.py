@@ -58,3 +58,18 @@ def test_pages_kept_are_bounded() -> None:
     for i in range(50):
         tracker.observe(float(i), {f"/p{i}": 3})
     assert tracker.pages_kept == 10
+
+
+def test_holding_the_same_readers_answers_as_observing_them() -> None:
+    """A quiet tick (`hold`: the readers of the last `observe`) leaves the tracker
+    where observing the same readers would, also across bucket turns; and a page
+    that rises after a hold rises in both."""
+    for readers in ({"/a": 2, "/b": 1}, {"/a": 6, "/b": 1}):
+        observed, held = RisingTracker(WINDOW), RisingTracker(WINDOW)
+        for t in range(0, 700, 3):
+            assert observed.observe(t, readers) == (
+                held.observe(t, readers) if t % 90 == 0 else held.hold(t)
+            )
+        then = {"/a": readers["/a"], "/b": 9}
+        assert observed.observe(700, then) == held.observe(700, then)
+        assert [p.path for p in held.observe(701, then)] == ["/b"]

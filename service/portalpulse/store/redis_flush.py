@@ -70,7 +70,8 @@ class Known:
     due: float  # store time
     shape: tuple[object, ...]  # what the batch asked for: `_shape`
     flushed: float  # store time of the flush that answered `snapshot`
-    snapshot: SiteSnapshot
+    snapshot: SiteSnapshot  # answered as it is, the very object, while nothing changed
+    state: bytes | str | None = None  # `st` as last read, when it named `tag`
 
     def holds(self, batch: SiteBatch) -> bool:
         """Whether `batch` may be answered from this snapshot if the tag is unchanged
@@ -96,6 +97,7 @@ class Flusher:
         self.instance_id = instance_id
         self.clock_offset = clock_offset
         self.known: dict[str, Known] = {}
+        self._state_keys: dict[str, bytes] = {}  # site -> its `st` key, encoded once
         self._sha = ""
         # The store's clock minus this machine's (clock_offset aside), from the
         # `ts` of flushes: tells when a site is due without asking the store.
@@ -190,7 +192,11 @@ class Flusher:
         now: float,
     ) -> None:
         """Answer the quiet sites whose tag is unchanged from the snapshot held."""
-        keys = [site_prefix(batches[i].site) + "st" for i in quiet]
+        state_keys = self._state_keys
+        keys = [
+            state_keys.get(site) or state_keys.setdefault(site, f"{site_prefix(site)}st".encode())
+            for site in (batches[i].site for i in quiet)
+        ]
         if cluster:
             pipe = client.pipeline(transaction=False)
             for key in keys:
@@ -199,16 +205,18 @@ class Flusher:
         else:
             # One command for every quiet site: cheaper for Redis than one read each.
             states = await client.mget(keys)
-        ts = round(self.store_now(), 3)
         for i, state in zip(quiet, states, strict=True):
             if state is None:
                 continue
             known = self.known[batches[i].site]
-            tag, _, due = text(state).partition("|")
-            # Due as read now: whichever instance read it first has run it.
-            known.due = float(due) if due else 0.0
-            if tag == known.tag and now < known.due:
-                answers[i] = replace(known.snapshot, ts=ts)
+            if state != known.state:
+                tag, _, due = text(state).partition("|")
+                # Due as read now: whichever instance read it first has run it.
+                known.due = float(due) if due else 0.0
+                known.state = state if tag == known.tag else None
+            if known.state is not None and now < known.due:
+                # Unchanged: the very object, which tells the hub to skip the site.
+                answers[i] = known.snapshot
 
     async def _flush_scripts(
         self,
@@ -248,14 +256,16 @@ class Flusher:
         ts = float(data["ts"])
         self._skew = ts - self.clock_offset - time.time()
         if data.get("same") and known is not None:
-            snapshot = replace(known.snapshot, ts=ts)
+            snapshot = known.snapshot  # unchanged: the very object (see `_check_quiet`)
         else:
             snapshot = snapshot_from_reply(batch.site, data)
         latest = self.known.get(batch.site)
         if latest is None or latest.flushed <= ts:
             # Kept for quiet flushes, which ask for no detail and no month or year: a
             # dashboard's extras would be stale by then.
-            kept = replace(snapshot, detail=None, month=None, year=None)
+            kept = snapshot
+            if snapshot.detail or snapshot.month or snapshot.year:
+                kept = replace(snapshot, detail=None, month=None, year=None)
             self.known[batch.site] = Known(
                 str(data["v"]), float(data["due"]), _shape(batch), ts, kept
             )
