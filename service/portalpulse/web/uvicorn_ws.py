@@ -8,10 +8,15 @@ parent class offers, for the uvicorn versions `TESTED` (pinned in pyproject.toml
 
 from __future__ import annotations
 
+import asyncio
+import math
+import random
+import struct
 from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame
 from websockets.protocol import State
 
 from ..fanout import ABORT_EXTENSION, DIRECT_WRITE_EXTENSION
@@ -40,6 +45,78 @@ LINGER = 2.0
 """Seconds a failed connection keeps reading (and dropping) what its client still
 sends before the socket is closed."""
 
+QUEUED_BEFORE_PAUSE = 8
+"""Messages waiting for the app before reading from the socket pauses (uvicorn
+pauses and resumes reading around every message: two system calls a beat)."""
+
+KEEPALIVE_STEP = 0.25
+"""Seconds between the keepalive timer's runs (at most; less for short pings)."""
+
+
+class Keepalive:
+    """Every connection's pings on one timer (one per event loop), in slots of
+    `step` seconds, instead of a ping timer and a pong timer per connection: a
+    quiet connection then costs a ping and its pong per interval, sent and read
+    beside the other connections of its slot, and no timer of its own.
+
+    A connection's next ping falls due one or two slots before `ping_interval`
+    has passed since the last (never later), and its deadline for the pong one
+    slot after `ping_timeout` at most; so a silent peer is found dead within
+    `ping_interval + ping_timeout` of its last pong, as with uvicorn's own timers
+    (CONTRACT §2), and a live one has its full `ping_timeout` to answer."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, step: float) -> None:
+        self.loop = loop
+        self.step = step
+        self.slots: dict[int, dict[PulseWebSocketProtocol, None]] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        self._running = False
+
+    def add(self, conn: PulseWebSocketProtocol, at: float, early: bool) -> None:
+        """Run `conn.keepalive_due` at `at` (loop time): at most two slots before
+        it when `early`, else at most one slot after it."""
+        slot = math.floor(at / self.step) - 1 if early else math.ceil(at / self.step)
+        self.remove(conn)
+        self.slots.setdefault(slot, {})[conn] = None
+        conn.keepalive_slot = slot
+        when = slot * self.step
+        if not self._running and (self.timer is None or when < self.timer.when()):
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_at(when, self._run)
+
+    def remove(self, conn: PulseWebSocketProtocol) -> None:
+        slot, conn.keepalive_slot = conn.keepalive_slot, None
+        waiting = self.slots.get(slot) if slot is not None else None
+        if waiting is not None:
+            waiting.pop(conn, None)
+            if not waiting:
+                del self.slots[cast(int, slot)]
+
+    def _run(self) -> None:
+        self.timer, self._running = None, True
+        now = self.loop.time()
+        try:
+            for slot in sorted(s for s in self.slots if s * self.step <= now + 0.001):
+                for conn in self.slots.pop(slot):
+                    conn.keepalive_slot = None
+                    conn.keepalive_due(now)
+        finally:
+            self._running = False
+            if self.slots:  # the first slot left
+                self.timer = self.loop.call_at(min(self.slots) * self.step, self._run)
+
+
+_keepalive: Keepalive | None = None
+
+
+def keepalive_of(loop: asyncio.AbstractEventLoop, interval: float) -> Keepalive:
+    """The keepalive timer of the server's event loop (one a process)."""
+    global _keepalive
+    if _keepalive is None or _keepalive.loop is not loop:
+        _keepalive = Keepalive(loop, min(KEEPALIVE_STEP, interval / 20))
+    return _keepalive
+
 
 class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol with two ASGI extensions:
@@ -48,6 +125,60 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
     over the size limit) that lets its close frame reach the client."""
 
     _failed = False
+    keepalive_slot: int | None = None
+    _keepalive: Keepalive | None = None
+
+    # -- keepalive: one timer for every connection (`Keepalive`) --
+
+    def start_keepalive(self) -> None:
+        if self.ping_interval is not None and self.ping_interval > 0:
+            self._keepalive = keepalive_of(self.loop, self.ping_interval)
+            self._keepalive.add(self, self.loop.time() + self.ping_interval, early=True)
+
+    def stop_keepalive(self) -> None:
+        super().stop_keepalive()
+        if self._keepalive is not None:
+            self._keepalive.remove(self)
+
+    def keepalive_due(self, now: float) -> None:
+        """The keepalive timer's call: the pong is late (the peer is dead), or the
+        next ping is due."""
+        if self.close_sent or self.transport.is_closing():
+            return
+        assert self._keepalive is not None and self.ping_interval is not None
+        if self.pending_ping_payload is not None and self.ping_timeout is not None:
+            self.keepalive_timeout()
+            return
+        self.pending_ping_payload = struct.pack("!I", random.getrandbits(32))
+        self.ping_sent_at = now
+        self.conn.send_ping(self.pending_ping_payload)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        if self.ping_timeout is None:
+            self._keepalive.add(self, now + self.ping_interval, early=True)
+        else:
+            self._keepalive.add(self, now + self.ping_timeout, early=False)
+
+    def handle_pong(self, event: Frame) -> None:
+        waiting = self.pending_ping_payload
+        super().handle_pong(event)
+        if waiting is not None and self.pending_ping_payload is None and self._keepalive:
+            # Answered: the next ping comes `ping_interval` after this one was sent.
+            self._keepalive.add(self, self.ping_sent_at + cast(float, self.ping_interval), True)
+
+    # -- receiving --
+
+    def send_receive_event_to_app(self) -> None:
+        """Queue the message for the app, pausing reading only once
+        QUEUED_BEFORE_PAUSE messages wait (uvicorn pauses after each one)."""
+        paused = self.read_paused
+        self.read_paused = True  # so that uvicorn does not pause reading now
+        try:
+            super().send_receive_event_to_app()
+        finally:
+            self.read_paused = paused
+        if not paused and self.queue.qsize() >= QUEUED_BEFORE_PAUSE:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def data_received(self, data: bytes) -> None:
         if self._failed:
