@@ -106,6 +106,9 @@ class SiteBatch:
     source is 'kind:name' or 'internal:' followed by the previous page's path."""
     counter_sets: list[CounterSet] = field(default_factory=list)
     """`views`, `total_views` and `arrivals` above are these sets added up."""
+    day_start: float = 0.0
+    """When `day` began (Unix time, with the clock offset; 0: unknown): a visitor
+    refreshed since then is among the day's visitors already (flush.lua)."""
 
     @property
     def size(self) -> int:
@@ -189,6 +192,12 @@ def local_hour(when: float, zone: ZoneInfo) -> int:
 @functools.lru_cache(maxsize=4)
 def _calendar_of_second(second: int, zone: ZoneInfo) -> tuple[str, str, int]:
     return (*day_keys(second, zone), local_hour(second, zone))
+
+
+@functools.lru_cache(maxsize=4)
+def day_start(day: str, zone: ZoneInfo) -> float:
+    """The Unix time at which the local day `day` (YYYYMMDD) begins in `zone`."""
+    return dt.datetime.strptime(day, "%Y%m%d").replace(tzinfo=zone).timestamp()
 
 
 def calendar_at(when: float, zone: ZoneInfo) -> tuple[str, str, int]:

@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 
 from . import protocol, sources
 from .config import ServerSettings, SiteSettings
-from .domain import CounterSet, OpKind, PresenceOp, SiteBatch, VisitAttrs, calendar_at
+from .domain import (
+    CounterSet,
+    OpKind,
+    PresenceOp,
+    SiteBatch,
+    VisitAttrs,
+    calendar_at,
+    day_start,
+)
 from .protocol import Hello, Page
 
 MAX_PENDING_OPS = 200_000
@@ -160,6 +168,7 @@ class SiteLedger:
             day=today,
             yesterday=yesterday,
             want_yesterday=True,
+            day_start=day_start(today, server.zone),
         )
 
     def take_batch(self, now: float, wall: float, detail: bool = False) -> SiteBatch:

@@ -7,6 +7,8 @@ change made through another instance, and every expiry, shows at once.
 
 from __future__ import annotations
 
+import time
+
 from redis.asyncio.cluster import RedisCluster
 from test_store_contract import GRACE, TTL, batch, flush, hold, later, leave, store
 
@@ -16,8 +18,8 @@ from portalpulse.store.redis import RedisStore
 __all__ = ["store"]  # the fixture: every store, embedded, Redis and Cluster
 
 
-async def scripts_run(store: Store) -> int:
-    """How many flush scripts the store's Redis has run (INFO commandstats)."""
+async def command_calls(store: Store, name: str) -> int:
+    """How many times the store's Redis ran command `name` (scripts' inner calls too)."""
     if not isinstance(store, RedisStore) or store.client is None:
         return 0
     if isinstance(store.client, RedisCluster):
@@ -25,7 +27,12 @@ async def scripts_run(store: Store) -> int:
         per_node = list(infos.values())
     else:
         per_node = [await store.client.info("commandstats")]
-    return sum(int(info.get("cmdstat_evalsha", {}).get("calls", 0)) for info in per_node)
+    return sum(int(info.get(f"cmdstat_{name}", {}).get("calls", 0)) for info in per_node)
+
+
+async def scripts_run(store: Store) -> int:
+    """How many flush scripts the store's Redis has run (INFO commandstats)."""
+    return await command_calls(store, "evalsha")
 
 
 async def second_instance(store: Store) -> Store:
@@ -127,3 +134,38 @@ async def test_a_quiet_flush_answers_the_very_snapshot_it_holds(store: Store) ->
         assert changed is not held and changed.online == 2
     finally:
         await other.close()
+
+
+async def test_plain_refreshes_cost_a_short_script_and_counts_stay_exact(store: Store) -> None:
+    """An instance refreshing its readers (nothing else new, nothing due) changes
+    nothing a snapshot shows: the script answers early, counts no visitor again,
+    and the other instance's snapshot stays what it was. A refresh after the day
+    turned counts its visitor among the new day's visitors."""
+    other = await second_instance(store)
+    try:
+        mine, theirs = "plain-refresh-01", "plain-refresh-02"
+        await flush(store, hold(mine, "/a"))
+        await other.flush([batch("s1", hold(theirs, "/a"), store=other)])
+        held = await flush(store)
+        assert (held.online, held.today.visitors, held.today.visits) == (2, 2, 2)
+        pfadds, zcards = await command_calls(store, "pfadd"), await command_calls(store, "zcard")
+        refresh = batch("s1", PresenceOp(OpKind.REFRESH, mine, ("/a",)), store=store)
+        refresh.day_start = time.time() + store.clock_offset - 3600
+        (snap,) = await store.flush([refresh])
+        assert (snap.online, snap.today.visitors, snap.today.visits) == (2, 2, 2)
+        if isinstance(store, RedisStore):
+            assert snap is held, "nothing a snapshot shows changed"
+            assert await command_calls(store, "pfadd") == pfadds, "counted today already"
+            assert await command_calls(store, "zcard") == zcards, "answered before section 3"
+        (seen,) = await other.flush([batch("s1", store=other)])
+        assert (seen.online, seen.today.visitors) == (2, 2)
+        # The day turned since the last refresh: the visitor is one of the new day's.
+        await later(store, 10)
+        turned = batch("s1", PresenceOp(OpKind.REFRESH, mine, ("/a",)), store=store)
+        turned.day, turned.yesterday = "20991231", turned.day
+        turned.day_start = time.time() + store.clock_offset - 5
+        (snap,) = await store.flush([turned])
+        assert snap.online == 2 and snap.today.visitors == 1 and snap.today.visits == 0
+    finally:
+        if other is not store:
+            await other.close()

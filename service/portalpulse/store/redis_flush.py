@@ -144,6 +144,7 @@ class Flusher:
             "n": batch.trending_size,
             "cap": batch.max_pages,
             "day": batch.day,
+            "ds": batch.day_start,
             "y": batch.yesterday if batch.want_yesterday or batch.detail else False,
             "hour": batch.hour,
             "detail": batch.detail,

@@ -116,6 +116,8 @@ local nowms = ms(now)
 
 -- Set by every write that a snapshot (not the detail) can show.
 local changed = false
+-- Set when a record waits on a new timer slot (the site's due time may move).
+local wheel_moved = false
 
 local DIGIT = {}
 for d = 0, 35 do
@@ -400,6 +402,7 @@ local function vput(r)
     local slot = math.floor(due / SLOT_MS)
     if r.W == nil or slot < r.W then
       redis.call('RPUSH', P .. 'dq:' .. slot, r.tok)
+      wheel_moved = true
       redis.call('ZADD', dqi, slot, slot)
       r.W = slot
     end
@@ -483,14 +486,41 @@ local uvk = P .. 'uv:' .. b.day
 local visits = 0
 local uv = {}
 local seen = {} -- pages of present ops, for the drill-down (3b)
+-- A refresh is plain when it only moves deadlines on: its visitor is online
+-- with these pages and this engagement already. A flush of plain refreshes
+-- alone, with nothing due, is answered early (section 2b).
+local DAY_START_MS = type(b.ds) == 'number' and b.ds > 0 and ms(b.ds) or nil
+local function plain_refresh(op, r)
+  if op[1] ~= 2 or not r or r.F == 'a' or (op[6] ~= '' and r.A == '') then
+    return false
+  end
+  if (op[5] == 1 and r.F ~= 'e') or (op[5] == 0 and r.F == 'e') then
+    return false
+  end
+  for _, page in ipairs(op[4]) do
+    local id = page_id(page, false)
+    local e = id and r.pg[id]
+    if not e or (op[5] == 1 and not e[2]) or (op[5] == 0 and e[2]) then
+      return false
+    end
+  end
+  return true
+end
+local all_plain = true
 for _, op in ipairs(b.ops) do
   local kind, tok, at, pg = op[1], op[2], now - op[3], op[4]
   local r = vget(tok)
   if r then
     settle(r)
   end
+  local plain = plain_refresh(op, r)
+  all_plain = all_plain and plain
   if kind <= 3 then -- HOLD, REFRESH, BEAT
     local deadline = ms(at + b.ttl)
+    -- Counted among today's visitors already: online since a present operation
+    -- today (its deadline is that operation's time + ttl), so in this month's
+    -- and year's too.
+    local counted = plain and DAY_START_MS and r.D - b.ttl * 1000 >= DAY_START_MS
     r = r or new_record(tok)
     if r.F == 'a' then
       local left = r.D
@@ -515,7 +545,9 @@ for _, op in ipairs(b.ops) do
       redis.call('HINCRBY', srcn, src, 1)
       redis.call('HINCRBY', devn, dev ~= '' and dev or 'unknown', 1)
     end
-    uv[#uv + 1] = tok
+    if not counted then
+      uv[#uv + 1] = tok
+    end
     for _, page in ipairs(pg) do
       seen[page] = true
     end
@@ -595,6 +627,28 @@ for _, op in ipairs(b.ops) do
     end
     vput(r)
   end
+end
+
+-- 2b. Plain refreshes alone, nothing due, nothing a snapshot shows changed, and
+-- the instance holds the snapshot of this tag: what is left to do is the
+-- drill-down's bucket of this minute for each page (3b), when it has none yet.
+-- The rest would write nothing: no views, titles, visitors or timer slots, and
+-- the history entry of this minute exists (a new minute makes the site due).
+if all_plain and not expire and not changed and not wheel_moved and #uv == 0
+    and #b.views == 0 and #b.titles == 0 and #b.ar == 0 and b.vt == 0 and not b.cs
+    and tag and tag ~= '' and was_due ~= '' and b.kv == tag and not b.detail and not b.pm then
+  local minute = math.floor(now / 60)
+  local fresh = {}
+  for page in pairs(seen) do
+    local id = page_id(page, false)
+    if id and redis.call('EXISTS', P .. 'pm:' .. minute .. ':' .. id) == 0 then
+      fresh[page] = true
+    end
+  end
+  if next(fresh) == nil then
+    return cjson.encode({same = 1, v = tag, due = was_due, ts = string.format('%.3f', now)})
+  end
+  seen = fresh -- a new bucket each: 3b below, then the whole script
 end
 
 -- 3. Views and titles. Views per minute go in buckets of 64 page ids.
