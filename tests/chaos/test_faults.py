@@ -11,12 +11,14 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import httpx
 
 from support.processes import DEMO_SITE, FAST_TIMING, RedisServer, Service
 from support.storm import StormReader, open_one
+from support.waiting import throughout, until
 
 ServiceFactory = Callable[..., Service]
 CONFIG = FAST_TIMING.replace("[server]", "[server]\nmax_connections_per_ip = 100000") + DEMO_SITE
@@ -49,12 +51,17 @@ async def open_readers(
 async def every_reader_sees(readers: list[StormReader], online: int, within: float) -> float:
     """Seconds until every reader's latest snapshot says `online`."""
     started = time.monotonic()
-    while any(r.online != online for r in readers):
-        elapsed = time.monotonic() - started
-        seen = sorted({r.online for r in readers})
-        assert elapsed < within, f"not every reader sees {online} within {within} s: {seen}"
-        await asyncio.sleep(0.05)
+
+    def every_one() -> bool:
+        return all(r.online == online for r in readers)
+
+    await until(every_one, within, f"every reader sees {online}")
     return time.monotonic() - started
+
+
+async def online_is(http: httpx.AsyncClient, url: str, online: int) -> bool:
+    answer = await http.get(url)
+    return answer.status_code == 200 and answer.json()["online"] == online
 
 
 async def stats(http: httpx.AsyncClient, service: Service) -> dict[str, Any]:
@@ -73,19 +80,16 @@ async def test_redis_killed_and_restarted_empty_under_500_readers(
         try:
             await every_reader_sees(readers, 500, PUSH + 2)
             redis.kill()
-            await asyncio.sleep(2 * PUSH)  # a few failed ticks
+            await asyncio.sleep(2 * PUSH)  # time passes on purpose: a few failed ticks
             assert (await http.get(a.base + "/readyz")).status_code == 503
             redis.start()  # the same port, no data
             restarted = time.monotonic()
             # Each instance's count read back from the new, empty Redis.
             bound = 2 * BEAT + PUSH + 1
             for service in (a, b):
-                while True:
-                    answer = await http.get(service.base + "/api/v1/sites/demo/stats")
-                    if answer.status_code == 200 and answer.json()["online"] == 500:
-                        break
-                    assert time.monotonic() - restarted < bound, answer.text
-                    await asyncio.sleep(0.05)
+                url = service.base + "/api/v1/sites/demo/stats"
+                left = bound - (time.monotonic() - restarted)
+                await until(partial(online_is, http, url, 500), left, f"{url} says 500 again")
             back_in = time.monotonic() - restarted
             await every_reader_sees(readers, 500, bound - back_in)
             print(f"online back to 500 on both instances {back_in:.2f} s after the restart")
@@ -120,10 +124,9 @@ async def test_an_instance_killed_and_its_readers_moving_to_another(
             await every_reader_sees(everyone, 300, PUSH + 1)
             # The dead instance's holds expire meanwhile: the count neither dips nor
             # doubles while they do.
-            end = time.monotonic() + TTL + PUSH + 1
-            while time.monotonic() < end:
-                assert {r.online for r in everyone} == {300}
-                await asyncio.sleep(0.05)
+            await throughout(
+                lambda: {r.online for r in everyone} == {300}, TTL + PUSH + 1, "300 for all"
+            )
             after = (await stats(http, b))["today"]
             assert (after["views"], after["visits"]) == (300, 300), after
         finally:
@@ -153,12 +156,13 @@ async def test_redis_stalled_then_back_under_100_readers(
             finally:
                 os.kill(redis.proc.pid, signal.SIGCONT)
             resumed = time.monotonic()
-            while True:
+
+            async def counted_back() -> httpx.Response | None:
                 answer = await http.get("/api/v1/sites/demo/stats")
-                if answer.status_code == 200 and answer.json()["today"]["visits"] == 101:
-                    break
-                assert time.monotonic() - resumed < 2 * PUSH + 1, answer.text
-                await asyncio.sleep(0.05)
+                ok = answer.status_code == 200 and answer.json()["today"]["visits"] == 101
+                return answer if ok else None
+
+            answer = await until(counted_back, 2 * PUSH + 1, "the kept beat counted")
             print(f"counts back {time.monotonic() - resumed:.2f} s after Redis resumed")
             # Nothing lost, nothing twice, though the flush cut off by the store's
             # timeout still runs when Redis resumes, beside its retry.

@@ -286,7 +286,7 @@ async def test_the_page_keeps_to_its_content_security_policy(
     await expect(tab.locator("#status")).to_have_attribute("data-state", "live")
     one = await reader(service, "/tin/a.html", "Tin A")
     await value(tab, "#online").to_have_attribute("data-value", "1", timeout=MOVE)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # time passes on purpose: a refused script would report meanwhile
     assert problems == []
     response = await tab.request.get(f"{service.base}/dashboard/")
     headers = response.headers

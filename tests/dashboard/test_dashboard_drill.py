@@ -4,11 +4,11 @@ real service on a real Redis, in headless Chromium."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from dashboard_support import CONFIG, MYHAO_ORIGIN, MYHAO_TOKEN, sign_in
@@ -17,6 +17,7 @@ from test_dashboard_access import signed_in
 
 from support.client import Reader, page
 from support.processes import RedisServer, Service
+from support.waiting import until
 
 ServiceFactory = Callable[..., Service]
 
@@ -57,12 +58,13 @@ async def test_an_article_s_hour_for_signed_in_editors_only(
     anonymous = service.get(url)
     assert anonymous.status_code == 401 and anonymous.json()["error"] == "unauthorized"
     client = signed_in(service)
-    body = client.get(url).json()
-    for _ in range(50):  # the readers reach the store within a tick or two
-        if body.get("readers") == 3 and body.get("views") == 3:
-            break
-        await asyncio.sleep(0.1)
-        body = client.get(url).json()
+
+    def counted() -> dict[str, Any] | None:
+        body: dict[str, Any] = client.get(url).json()
+        return body if body.get("readers") == 3 and body.get("views") == 3 else None
+
+    # The readers reach the store within a tick or two.
+    body = await until(counted, 5, "the three readers in the page's hour", every=0.1)
     assert body["path"] == "/tin/a.html" and body["title"] == "Tin A"
     assert body["readers"] == 3 and body["views"] == 3
     ts, readers_then, engaged_then = body["minutes"][-1]

@@ -38,7 +38,7 @@ async def test_an_article_that_jumps_is_marked_rising(
     await sign_in(tab, service.base, "myhao", MYHAO_TOKEN)
     hot = tab.locator("#pages tr[data-path='/tin/nong.html']")
     await expect(hot.locator(".readers")).to_have_text("1", timeout=5000)
-    await asyncio.sleep(WINDOW / 3 + 1)  # past the warm-up, at one reader
+    await asyncio.sleep(WINDOW / 3 + 1)  # time passes on purpose: the warm-up, at one reader
     more = await readers_of("/tin/nong.html", "Tin nóng", 6)
     await expect(hot.locator(".rising-badge")).to_have_text("▲ Đang lên", timeout=5000)
     await expect(hot).to_have_class(re.compile(r"\brising\b"))

@@ -18,7 +18,7 @@ def close_code_after_a_huge_frame(ws_url: str) -> int | None:
             ws.send('{"type": "bye"}')
         except ConnectionClosed:
             pass
-        time.sleep(0.3)  # a busy client reads late
+        time.sleep(0.3)  # on purpose: a busy client reads late
         try:
             while True:
                 ws.recv(timeout=5)

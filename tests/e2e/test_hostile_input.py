@@ -3,14 +3,14 @@ no 500, no 1006, and nothing at error level or a traceback in the logs."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 
 import pytest
 
 from support.client import Reader, page, visitor_id
-from support.processes import Service
+from support.processes import Service, metric
+from support.waiting import until
 
 BEATS = "/api/v1/sites/demo/beats"
 DEEP = "[" * 1000 + "]" * 1000
@@ -124,7 +124,13 @@ async def test_abandoned_uploads_and_bad_http_log_nothing_at_error(make_service)
     answer = raw_request(service, b"GARBAGE \x00\xff NOT HTTP\r\n\r\n")
     assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer
     raw_request(service, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n")
-    await asyncio.sleep(0.5)
+
+    def abandoned() -> float:
+        text = service.get("/metrics").text
+        return metric(text, "portalpulse_messages_rejected_total", 'reason="incomplete_body"')
+
+    # The service has seen every upload end before its logs are read.
+    await until(lambda: abandoned() == 3, 5, "the 3 abandoned uploads refused")
     good = service.post(BEATS, json={"visitor": visitor_id(), "pages": [page("/a")]})
     assert good.status_code == 200, good.text
     assert good.json()["online"] == 1

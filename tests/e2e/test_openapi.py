@@ -8,8 +8,8 @@ import asyncio
 import json
 import os
 import signal
-import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import httpx
@@ -19,6 +19,7 @@ from openapi_spec_validator import validate
 from portalpulse.dashboard.tokens import token_hash
 from support.client import page, visitor_id
 from support.processes import FAST_TIMING, RedisServer, Service
+from support.waiting import until
 
 TOKEN = "openapi-editor-token-for-tests-00000000000"
 API_TOKEN = "openapi-program-token-for-tests-0000000000"
@@ -226,7 +227,7 @@ async def test_the_openapi_document_is_valid_and_matches_live_answers(
             if status == 200:
                 response = await wait_for_status(http, "GET", path, 503, headers=bearer)
                 checker.check(doc_path, "get", response)
-        await asyncio.sleep(2.0)  # the beat rate's bucket refills
+        # Once the beat rate's bucket refills (refused beats take nothing from it).
         response = await wait_for_status(http, "POST", BEATS, 202, json=beat())
         checker.check(doc_beats, "post", response)
         redis.start()
@@ -244,7 +245,8 @@ async def test_the_openapi_document_is_valid_and_matches_live_answers(
         os.kill(redis.proc.pid, signal.SIGSTOP)
         try:
             service.proc.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.3)  # uvicorn sees the signal within 0.1 s, then drains
+            # Beats are refused from the moment the drain begins, which /readyz tells.
+            await until(partial(draining, http), 10, "/readyz says shutting down")
             response = await wait_for_status(http, "POST", BEATS, 503, json=beat())
             checker.check(doc_beats, "post", response)
         finally:
@@ -259,18 +261,19 @@ async def test_the_openapi_document_is_valid_and_matches_live_answers(
     assert "Traceback" not in service.logs()
 
 
+async def draining(http: httpx.AsyncClient) -> bool:
+    answer = await http.get("/readyz")
+    return answer.status_code == 503 and answer.json()["reason"] == "shutting down"
+
+
 async def wait_for_status(
     http: httpx.AsyncClient, method: str, path: str, status: int, **kw: Any
 ) -> httpx.Response:
-    deadline = time.monotonic() + 10
-    last: httpx.Response | None = None
-    while time.monotonic() < deadline:
+    async def answer() -> httpx.Response | None:
         try:
-            last = await http.request(method, path, **kw)
+            response = await http.request(method, path, **kw)
         except httpx.TransportError:
-            await asyncio.sleep(0.05)
-            continue
-        if last.status_code == status:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{method} {path}: no {status} within 10 s; last: {last}")
+            return None
+        return response if response.status_code == status else None
+
+    return await until(answer, 10, f"{method} {path} answers {status}")

@@ -97,7 +97,7 @@ def test_trickled_headers_do_not_rearm_the_timer(make_service) -> None:
             sock.sendall(bytes([byte]))
         except (BrokenPipeError, ConnectionResetError):
             break
-        time.sleep(0.2)
+        time.sleep(0.2)  # on purpose: one byte at a time, slowly
         if time.monotonic() - started > TIMEOUT + SLACK:
             break
     sock.settimeout(SLACK)

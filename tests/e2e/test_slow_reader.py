@@ -59,7 +59,7 @@ async def test_a_reader_that_stops_reading_is_closed_1013_and_others_go_on(
                 for _ in range(5):
                     path = f"/tin/{len(views) % 100:03d}.html"
                     views.append(asyncio.create_task(http.post(beat, json=visit(path))))
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.05)  # on purpose: the views' pace
                 text = (await http.get("/metrics")).text
                 if 'portalpulse_connections_closed_total{code="1013"}' in text:
                     closed = metric(text, "portalpulse_connections_closed_total", 'code="1013"')

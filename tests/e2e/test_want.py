@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from support.client import Reader, page, visitor_id
+from support.waiting import until
 
 PUSH = 0.5  # FAST_TIMING's push_interval
 SNAPSHOT_KEYS = {"type", "site", "online", "trending", "today", "total_visits", "ts"}
@@ -23,12 +24,8 @@ def fields(frame: dict[str, Any]) -> set[str]:
 
 async def next_snapshot(reader: Reader, seen: int, timeout: float) -> dict[str, Any]:
     """The first snapshot after the `seen` first ones."""
-    for _ in range(int(timeout / 0.02)):
-        frames = snapshots(reader)
-        if len(frames) > seen:
-            return frames[seen]
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"no snapshot after {seen} within {timeout}s: {reader.frames}")
+    await until(lambda: len(snapshots(reader)) > seen, timeout, f"a snapshot after {seen}", 0.02)
+    return snapshots(reader)[seen]
 
 
 async def test_v1_and_each_want_get_what_they_asked_for(make_service) -> None:
@@ -40,7 +37,12 @@ async def test_v1_and_each_want_get_what_they_asked_for(make_service) -> None:
     )
     hot = await Reader.open(service.ws_url, pages=[page("/a")], want=["trending"])
     await v1.wait_for(lambda s: s["online"] == 4, PUSH + 1)
-    await asyncio.sleep(2 * PUSH)  # every join has been pushed
+
+    def pushed_to_all() -> bool:
+        counted = all(any(s.get("online") == 4 for s in snapshots(r)) for r in (online, numbers))
+        return counted and bool(snapshots(hot))
+
+    await until(pushed_to_all, PUSH + 1, "every join pushed to every reader")
 
     # The first snapshot carries every wanted field, and nothing else.
     assert fields(snapshots(online)[0]) == {"online"}
@@ -65,7 +67,7 @@ async def test_v1_and_each_want_get_what_they_asked_for(make_service) -> None:
     changed = await next_snapshot(numbers, counts[numbers], PUSH + 1)
     assert fields(changed) == {"online"}, changed  # today and total did not change
     assert set(await next_snapshot(v1, counts[v1], PUSH + 1)) == SNAPSHOT_KEYS
-    await asyncio.sleep(2 * PUSH)
+    await asyncio.sleep(2 * PUSH)  # time passes on purpose: no frame for `hot` meanwhile
     assert len(snapshots(hot)) == counts[hot], snapshots(hot)  # trending did not change
 
     # A new page read: trending changes, and the trending-only client gets just that.
