@@ -3,6 +3,16 @@
 Only failures count: an editor who signs in at once is never slowed. Memory
 is bounded: old failures are forgotten, and past `max_addresses` the address
 seen longest ago is dropped.
+
+Why not `limiter.TokenBucket`, the service's one rate rule: the limit here is
+"at most `MAX_FAILURES` tries in any `WINDOW_SECONDS`", a sliding window, and it
+holds across instances through the store's event log (`Store.take_event`: the
+times of the failures, in one atomic step on Redis). A bucket of 5 refilling
+at 5 a minute lets a guesser try 5 at once and 4 more within that same minute
+(one every 12 s), 9 in the first minute; the window allows 5, then none until
+the first has aged out. Both the local record and the shared one are lists of
+times read by the one function `wait_for`, so the wait an editor is told
+(Retry-After) follows one rule whichever of the two refused the try.
 """
 
 from __future__ import annotations
