@@ -262,7 +262,9 @@ def day_payload(day: DayCounts) -> dict[str, Any]:
         "views": day.views,
         "visitors": day.visitors,
         "peak_online": day.peak_online,
-        "peak_at": day.peak_at,
+        # To the millisecond, as `ts`: the embedded store keeps the clock's full
+        # float, six digits no page needs, in every frame that carries `today`.
+        "peak_at": None if day.peak_at is None else round(day.peak_at, 3),
     }
 
 
