@@ -98,7 +98,10 @@ def uvicorn_config(
         ws_max_size=server.max_frame_bytes,
         ws_ping_interval=server.beat_interval,
         ws_ping_timeout=server.beat_interval,
-        ws_per_message_deflate=False,
+        # Only our protocol compresses without context takeover, each frame once
+        # for every connection (web/uvicorn_ws.py); uvicorn's own keeps a
+        # compressor per connection.
+        ws_per_message_deflate=server.ws_deflate and not isinstance(ws, str),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,

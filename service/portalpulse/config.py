@@ -88,6 +88,9 @@ class ServerSettings:
     # How snapshots reach sockets: "direct" frames each once and writes the bytes to
     # every socket (uvicorn websockets-sansio); "asgi" sends through ASGI per socket.
     fanout: str = "direct"
+    # permessage-deflate for browsers that offer it, without context takeover: each
+    # distinct frame compressed once for every connection (web/uvicorn_ws.py).
+    ws_deflate: bool = True
     # Test hook: seconds added to the clock used for day boundaries, so tests can
     # cross local midnight without waiting for it. Never set in production.
     clock_offset: float = 0.0
@@ -225,6 +228,10 @@ def _parse_server(raw: Any) -> ServerSettings:
             values[key] = value
         elif key == "trusted_proxies":
             values[key] = _networks(name, value)
+        elif key == "ws_deflate":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name}: must be true or false, got {value!r}")
+            values[key] = value
         else:
             raise ConfigError(f"{name}: unknown key")
     server = ServerSettings(**values)

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import struct
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -177,8 +178,10 @@ class Fanout:
 # -- the seam: how an offered frame reaches a connection's socket ---------------------
 
 DIRECT_WRITE_EXTENSION = "portalpulse.direct_write"
-"""ASGI scope extension: {"write": (frame: bytes) -> bool}, a whole server frame
-written now when the socket takes it at once (see `web/uvicorn_ws.py`)."""
+"""ASGI scope extension: {"write": (frame: bytes) -> bool, "deflate": int}, a whole
+server frame written now when the socket takes it at once; "deflate": the window
+bits of the connection's permessage-deflate (no server context takeover), 0 when
+it has none (see `web/uvicorn_ws.py`)."""
 ABORT_EXTENSION = "portalpulse.abort"
 """ASGI scope extension: {"abort": () -> None}, drop the socket without a goodbye."""
 
@@ -196,38 +199,65 @@ def abort_of(scope: Mapping[str, Any]) -> Callable[[], None] | None:
 
 class DirectWriter:
     """One connection's direct writes: the same bytes for every connection of a
-    site, framed once per distinct frame."""
+    site, framed once per distinct frame (and compressed once, for connections
+    that negotiated permessage-deflate)."""
 
-    __slots__ = ("_write",)
+    __slots__ = ("_deflate", "_write")
 
     # A fan-out offers a few distinct strings (the v1 snapshot, a delta per `want`
-    # group) to connections in any order: each is framed once.
-    _wires: ClassVar[dict[str, bytes]] = {}
-    _WIRES_KEPT = 32
+    # group) to connections in any order: each is framed once per kind of wire.
+    _wires: ClassVar[dict[tuple[str, int], bytes]] = {}
+    _WIRES_KEPT = 64
 
-    def __init__(self, write: Callable[[bytes], bool]) -> None:
+    def __init__(self, write: Callable[[bytes], bool], deflate: int = 0) -> None:
         self._write = write
+        self._deflate = deflate
 
     @classmethod
-    def wire(cls, text: str) -> bytes:
-        wire = cls._wires.get(text)
+    def wire(cls, text: str, deflate: int = 0) -> bytes:
+        """`text` as one whole server frame; with `deflate` (the connection's
+        negotiated window bits, permessage-deflate without context takeover), its
+        payload compressed when that makes it smaller (RSV1 set), else plain."""
+        key = (text, deflate)
+        wire = cls._wires.get(key)
         if wire is None:
-            payload = text.encode()
-            size = len(payload)
-            if size < 126:
-                header = bytes((0x81, size))
-            elif size < 65536:
-                header = struct.pack("!BBH", 0x81, 126, size)
-            else:
-                header = struct.pack("!BBQ", 0x81, 127, size)
+            payload, first = text.encode(), 0x81
+            if deflate:
+                packed = compress(payload, deflate)
+                if len(packed) < len(payload):
+                    payload, first = packed, 0xC1
             if len(cls._wires) >= cls._WIRES_KEPT:
                 cls._wires.clear()
-            wire = cls._wires[text] = header + payload
+            wire = cls._wires[key] = frame_header(first, len(payload)) + payload
         return wire
 
     def write(self, text: str) -> bool:
         """True when the frame went out; False: use the ASGI path instead."""
-        return self._write(self.wire(text))
+        return self._write(self.wire(text, self._deflate))
+
+
+def frame_header(first: int, size: int) -> bytes:
+    """An unmasked server frame's header: `first` is FIN, RSV1 and the opcode."""
+    if size < 126:
+        return bytes((first, size))
+    if size < 65536:
+        return struct.pack("!BBH", first, 126, size)
+    return struct.pack("!BBQ", first, 127, size)
+
+
+def compress(payload: bytes, window_bits: int) -> bytes:
+    """One message's permessage-deflate payload (RFC 7692 §7.2.1) from a fresh
+    compressor: readable by any connection that negotiated
+    server_no_context_takeover and at least `window_bits`."""
+    encoder = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -window_bits, DEFLATE_MEMORY)
+    data = encoder.compress(payload) + encoder.flush(zlib.Z_SYNC_FLUSH)
+    return data[:-4]  # the sync flush's empty block, 00 00 ff ff, is left out
+
+
+DEFLATE_LEVEL = 6
+DEFLATE_MEMORY = 8
+"""zlib's defaults: a frame is compressed once per push for every connection, so
+its cost does not grow with readers."""
 
 
 class Delivery(Protocol):
@@ -257,7 +287,9 @@ class DirectDelivery:
 
     def direct_writer(self, scope: Mapping[str, Any]) -> DirectWriter | None:
         write = _extension(scope, DIRECT_WRITE_EXTENSION, "write")
-        return DirectWriter(write) if write is not None else None
+        if write is None:
+            return None
+        return DirectWriter(write, _extension(scope, DIRECT_WRITE_EXTENSION, "deflate") or 0)
 
 
 def choose_delivery(wanted: str, direct_unavailable: str | None) -> Delivery:

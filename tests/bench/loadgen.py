@@ -69,6 +69,7 @@ class Plan:
     engaged_share: float
     seed: int
     origin: str = "https://bench.portalpulse.test"
+    deflate: bool = False  # offer permessage-deflate, as browsers do
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Reader(WsClient):
 
     def __init__(self, gen: LoadGenerator, visitor: str, page: int) -> None:
         plan = gen.plan
-        super().__init__(plan.host, plan.port, f"/ws?site={plan.site}", plan.origin)
+        super().__init__(plan.host, plan.port, f"/ws?site={plan.site}", plan.origin, plan.deflate)
         self.gen = gen
         self.visitor = visitor
         self.page = page

@@ -87,6 +87,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="'KEY = VALUE'",
         help="a TOML line added to the service's [server] table (repeatable)",
     )
+    p.add_argument(
+        "--deflate",
+        action="store_true",
+        help="readers offer permessage-deflate and send compressed frames, as browsers do",
+    )
     p.add_argument("--perf", action="store_true", help="perf record the service (kernel too)")
     p.add_argument("--py-spy", action="store_true", help="profile the service over the window")
     p.add_argument("--out", help="directory for the JSON summary, logs and profile")
@@ -166,6 +171,7 @@ class Bench:
                 page_change=args.page_change,
                 engaged_share=0.7,
                 seed=1000 + index,
+                deflate=args.deflate,
             )
             progress = ctx.RawArray("l", 3)
             receiver, sender = ctx.Pipe(duplex=False)

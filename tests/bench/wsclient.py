@@ -16,6 +16,7 @@ import hashlib
 import os
 import struct
 import time
+import zlib
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -37,20 +38,37 @@ def mask_payload(payload: bytes, key: bytes) -> bytes:
     )
 
 
-def client_frame(opcode: int, payload: bytes) -> bytes:
-    """One final, masked client frame."""
+def client_frame(opcode: int, payload: bytes, rsv1: bool = False) -> bytes:
+    """One final, masked client frame (`rsv1`: its payload is compressed)."""
     key = os.urandom(4)
     n = len(payload)
+    first = 0x80 | (0x40 if rsv1 else 0) | opcode
     if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        head = struct.pack("!BB", first, 0x80 | n)
     elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        head = struct.pack("!BBH", first, 0x80 | 126, n)
     else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+        head = struct.pack("!BBQ", first, 0x80 | 127, n)
     return head + key + mask_payload(payload, key)
 
 
-def handshake_request(host: str, port: int, path: str, origin: str) -> tuple[bytes, bytes]:
+DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+"""What Chromium offers; the service answers without context takeover either way."""
+
+
+def deflate(payload: bytes) -> bytes:
+    """A message compressed as a browser does (a fresh compressor: no context takeover)."""
+    encoder = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return (encoder.compress(payload) + encoder.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def inflate(payload: bytes) -> bytes:
+    return zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
+
+
+def handshake_request(
+    host: str, port: int, path: str, origin: str, offer: str | None = None
+) -> tuple[bytes, bytes]:
     """The HTTP upgrade request, and the Sec-WebSocket-Accept it must be answered with."""
     key = base64.b64encode(os.urandom(16))
     accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
@@ -62,7 +80,8 @@ def handshake_request(host: str, port: int, path: str, origin: str) -> tuple[byt
         f"Sec-WebSocket-Key: {key.decode()}\r\n"
         "Sec-WebSocket-Version: 13\r\n"
         f"Origin: {origin}\r\n"
-        "User-Agent: portalpulse-bench\r\n"
+        + (f"Sec-WebSocket-Extensions: {offer}\r\n" if offer else "")
+        + "User-Agent: portalpulse-bench\r\n"
         "\r\n"
     ).encode()
     return request, accept
@@ -75,9 +94,13 @@ class WsClient(asyncio.Protocol):
     time at which its bytes arrived (taken once per read, before any parsing).
     """
 
-    def __init__(self, host: str, port: int, path: str, origin: str) -> None:
+    def __init__(
+        self, host: str, port: int, path: str, origin: str, offer_deflate: bool = False
+    ) -> None:
         self.transport: asyncio.Transport | None = None
-        self._request, self._accept = handshake_request(host, port, path, origin)
+        offer = DEFLATE_OFFER if offer_deflate else None
+        self._request, self._accept = handshake_request(host, port, path, origin, offer)
+        self.deflate = False  # negotiated: frames may come compressed, ours go compressed
         self._buf = bytearray()
         self.upgraded = False
         self.open = False
@@ -133,6 +156,8 @@ class WsClient(asyncio.Protocol):
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"sec-websocket-accept":
                 accept = value.strip()
+            if name.strip().lower() == b"sec-websocket-extensions":
+                self.deflate = b"permessage-deflate" in value
         if self.handshake_status != 101 or accept != self._accept:
             self.close_code = ABNORMAL
             self.abort()
@@ -166,7 +191,7 @@ class WsClient(asyncio.Protocol):
             return False
         if head + length != n:
             return False
-        self._frame(b0 & 0x0F, data[head:], now)
+        self._frame(b0, data[head:], now)
         return True
 
     def _parse(self, now: float) -> None:
@@ -189,10 +214,16 @@ class WsClient(asyncio.Protocol):
                 return
             payload = bytes(buf[head : head + length])
             del buf[: head + length]
-            self._frame(b0 & 0x0F, payload, now)
+            self._frame(b0, payload, now)
 
-    def _frame(self, opcode: int, payload: bytes, now: float) -> None:
+    def _frame(self, b0: int, payload: bytes, now: float) -> None:
+        opcode = b0 & 0x0F
         if opcode == OP_TEXT:
+            if b0 & 0x40:
+                if not self.deflate:
+                    self._fail()
+                    return
+                payload = inflate(payload)
             self.on_text(payload, now)
         elif opcode == OP_PING:
             self.pings += 1
@@ -218,7 +249,10 @@ class WsClient(asyncio.Protocol):
             self.transport.write(client_frame(opcode, payload))
 
     def send_text(self, text: str) -> None:
-        if self.open:
+        if self.open and self.deflate:
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(client_frame(OP_TEXT, deflate(text.encode()), rsv1=True))
+        elif self.open:
             self._write(OP_TEXT, text.encode())
 
     def close(self, code: int = 1000) -> None:

@@ -15,6 +15,7 @@ def test_defaults_and_a_site() -> None:
     assert (server.beat_interval, server.presence_ttl, server.push_interval) == (15, 45, 1)
     assert server.fanout == "direct"
     assert server.max_http_visitors == 100_000
+    assert server.ws_deflate is True
     site = settings.sites["myhao"]
     assert site.allows_origin("https://myhao.vn") and not site.allows_origin("https://x.vn")
     assert not site.allows_origin(None)
@@ -26,6 +27,7 @@ def test_defaults_and_a_site() -> None:
         ({"server": {"presence_ttl": -1}}, "server.presence_ttl"),
         ({"server": {"fanout": "fast"}}, "server.fanout"),
         ({"server": {"max_http_visitors": 0}}, "server.max_http_visitors"),
+        ({"server": {"ws_deflate": "yes"}}, "server.ws_deflate"),
         ({"sites": {"Bad Id": {"origins": ["*"]}}}, "Bad Id"),
     ],
 )

@@ -35,6 +35,28 @@ def test_one_string_is_framed_once() -> None:
     assert DirectWriter.wire(text + " ") is not first
 
 
+@pytest.mark.parametrize("bits", [9, 12, 15])
+def test_deflated_frames_inflate_to_the_text_and_are_compressed_once(bits: int) -> None:
+    import json
+    import zlib
+
+    text = json.dumps({"type": "snapshot", "trending": [{"title": "Tin nóng"}] * 40})
+    wire = DirectWriter.wire(text, bits)
+    assert wire[0] == 0xC1  # FIN, RSV1 (compressed), text
+    size = wire[1]
+    assert size < 126
+    inflated = zlib.decompressobj(-bits).decompress(wire[2:] + b"\x00\x00\xff\xff")
+    assert size == len(wire) - 2 and inflated.decode() == text and len(wire) < len(text)
+    assert DirectWriter.wire(text, bits) is wire  # once for every connection
+    assert DirectWriter.wire(text) == DirectWriter.wire(text, 0) != wire
+
+
+def test_a_frame_deflate_does_not_shrink_goes_plain() -> None:
+    text = '{"online":7}'
+    frame = parse(DirectWriter.wire(text, 15))
+    assert not frame.rsv1 and frame.data.decode() == text
+
+
 def test_address_rate_allows_bursts_then_the_rate_and_forgets_idle_addresses() -> None:
     from portalpulse.limiter import AddressRate
 

@@ -9,17 +9,27 @@ parent class offers, for the uvicorn versions `TESTED` (pinned in pyproject.toml
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import struct
 from typing import Any, cast
 
 import uvicorn
+from uvicorn._types import ASGISendEvent
+from uvicorn.config import Config
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.extensions.permessage_deflate import (
+    PerMessageDeflate,
+    ServerPerMessageDeflateFactory,
+)
 from websockets.frames import Frame
 from websockets.protocol import State
+from websockets.server import ServerProtocol
 
-from ..fanout import ABORT_EXTENSION, DIRECT_WRITE_EXTENSION
+from ..fanout import ABORT_EXTENSION, DIRECT_WRITE_EXTENSION, DirectWriter
 
 TESTED = ((0, 55), (0, 56))
 """uvicorn versions [0.55, 0.56), as pinned in pyproject.toml (websockets-sansio
@@ -118,15 +128,45 @@ def keepalive_of(loop: asyncio.AbstractEventLoop, interval: float) -> Keepalive:
     return _keepalive
 
 
+def deflate_factory() -> ServerPerMessageDeflateFactory:
+    """permessage-deflate as the service offers it (RFC 7692): without context
+    takeover either way, so that one compressed frame suits every connection
+    (`fanout.DirectWriter`) and no connection keeps a compressor or a
+    decompressor between messages."""
+    return ServerPerMessageDeflateFactory(
+        server_no_context_takeover=True, client_no_context_takeover=True
+    )
+
+
 class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol with two ASGI extensions:
-    `portalpulse.direct_write` {"write": bytes -> bool} and
-    `portalpulse.abort` {"abort": () -> None}; and a failed connection (a frame
-    over the size limit) that lets its close frame reach the client."""
+    `portalpulse.direct_write` {"write": bytes -> bool, "deflate": int} and
+    `portalpulse.abort` {"abort": () -> None}; a failed connection (a frame
+    over the size limit) that lets its close frame reach the client; and, with
+    uvicorn's `ws_per_message_deflate` (`server.ws_deflate`), permessage-deflate
+    without context takeover, each distinct text frame compressed once for every
+    connection, whichever path (direct or ASGI) sends it."""
 
     _failed = False
+    _deflate = 0  # the negotiated window bits; 0: frames go uncompressed
     keepalive_slot: int | None = None
     _keepalive: Keepalive | None = None
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        if config.ws_per_message_deflate:
+            # uvicorn's own offer keeps a compressor per connection (context takeover).
+            self.conn = ServerProtocol(
+                extensions=[deflate_factory()],
+                max_size=config.ws_max_size,
+                logger=logging.getLogger("uvicorn.error"),
+            )
 
     # -- keepalive: one timer for every connection (`Keepalive`) --
 
@@ -205,7 +245,11 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def run_asgi(self) -> None:
         extensions = cast(dict[str, Any], self.scope).setdefault("extensions", {})
-        extensions[DIRECT_WRITE_EXTENSION] = {"write": self.write_frame}
+        for extension in self.conn.extensions:
+            if isinstance(extension, PerMessageDeflate):
+                assert extension.local_no_context_takeover
+                self._deflate = extension.local_max_window_bits
+        extensions[DIRECT_WRITE_EXTENSION] = {"write": self.write_frame, "deflate": self._deflate}
         extensions[ABORT_EXTENSION] = {"abort": self.abort}
         await super().run_asgi()
 
@@ -227,6 +271,24 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
             return False
         self.transport.write(frame)
         return True
+
+    async def send(self, message: ASGISendEvent) -> None:
+        """uvicorn's send, but a text frame on a connection with permessage-deflate
+        goes out as the shared compressed frame, as the direct path writes it."""
+        text = message.get("text") if message["type"] == "websocket.send" else None
+        if (
+            not self._deflate
+            or not isinstance(text, str)
+            or not self.handshake_complete
+            or self.close_sent
+            or self.initial_response is not None
+        ):
+            await super().send(message)
+            return
+        await self.writable.wait()
+        if self.disconnected or self.conn.state is not State.OPEN:
+            raise ClientDisconnected()
+        self.transport.write(DirectWriter.wire(text, self._deflate))
 
     def abort(self) -> None:
         """Drop the socket at once, without waiting for unsent data to flush: for a
