@@ -18,6 +18,7 @@
   const WANTABLE = ['online', 'today', 'total', 'trending'];
   const WANT_SHRINK_MS = 20000; // a list closed this long stops being sent (one reconnect)
   const HELLO_WAIT_MS = 5000; // the server waits 10 s for hello
+  const EARLY_SOCKET_MS = 3000; // the loader's socket, unused by then, is closed
   const NARROW = '(max-width: 599px)'; // phones: the unopened box shows only the count
   const TRENDING_MARGIN = '100%'; // a list within a screen of the viewport counts as visible
   const INPUT_EVENTS = ['scroll', 'keydown', 'pointerdown', 'pointermove', 'touchstart', 'wheel'];
@@ -152,9 +153,10 @@
     return Array.from(fillRandom(new Uint8Array(length)), (byte) => ID_CHARS[byte & 63]).join('');
   }
 
-  /** The service's URL (with any path prefix) from the script's own src. */
+  /** The service's URL (with any path prefix) from the script's own src: the
+   * embed's /widget.js (the loader), or the /widget.HASH.js it loads. */
   function serviceBase(src) {
-    const match = /^(https?:\/\/[^?#]*?)\/widget\.js(?:[?#].*)?$/i.exec(String(src || ''));
+    const match = /^(https?:\/\/[^?#]*?)\/widget(?:\.[0-9a-f]{6,64})?\.js(?:[?#].*)?$/i.exec(String(src || ''));
     return match ? match[1] : null;
   }
 
@@ -178,6 +180,16 @@
     return function () {
       try { return fn.apply(this, arguments); } catch (e) { /* the page goes on */ }
     };
+  }
+
+  /** The socket the loader (/widget.js) opened for this URL, taken once. */
+  function takeEarlySocket(url) {
+    const early = window.__portalPulseSocket;
+    window.__portalPulseSocket = undefined;
+    if (!early || !early.ws) return null;
+    if (early.url === url) return early.ws;
+    early.ws.close(1000);
+    return null;
   }
 
   function findScript() {
@@ -524,6 +536,15 @@
     let sentEngaged = false;
     let lastBeatAt = 0;
     const timers = { beat: 0, soon: 0, retry: 0, want: 0 };
+    // The WebSocket the loader opened while this script loaded: the first connect
+    // takes it over; a tab that does not lead by then closes it.
+    let early = takeEarlySocket(wsUrl);
+    if (early) {
+      setTimeout(guard(() => {
+        if (early) early.close(1000);
+        early = null;
+      }), EARLY_SOCKET_MS);
+    }
 
     function post(message) {
       if (channel && !closing) channel.postMessage(message);
@@ -600,6 +621,14 @@
       const arrive = guard(() => announceTab(true));
       hold(lockName + ':tab:' + tabId, arrive).catch(arrive);
       hold(lockName, guard(becomeLeader)).catch(guard(becomeLeader));
+      // Another tab leads: the loader's socket (opened as this tab arrived) is not needed.
+      if (early && locks.query) {
+        locks.query().then(guard((state) => {
+          if (leader || !early || !state.held.some((lock) => lock.name === lockName)) return;
+          early.close(1000);
+          early = null;
+        }), () => {});
+      }
     }
 
     function becomeLeader() {
@@ -628,9 +657,10 @@
       if (closing || stopped) return;
       if (typeof WebSocket !== 'function') return startHttp();
       let opened = false;
-      let ws;
+      let ws = early && early.readyState <= 1 ? early : null;
+      early = null;
       try {
-        ws = new WebSocket(wsUrl);
+        ws = ws || new WebSocket(wsUrl);
       } catch (e) {
         return closed(false, 1006);
       }
@@ -641,6 +671,7 @@
         // `want` names the page's placeholders: wait (briefly) until they are parsed.
         whenParsed(() => sendHello(ws));
       });
+      if (ws.readyState === 1) ws.onopen(); // the loader's socket opened before now
       ws.onmessage = guard((event) => onServerMessage(JSON.parse(event.data), ws));
       ws.onclose = guard((event) => {
         if (socket !== ws) return;

@@ -163,6 +163,9 @@ test('the service base comes from the script src, with any path prefix', () => {
   assert.equal(w.serviceBase('http://127.0.0.1:8000/widget.js?v=2'), 'http://127.0.0.1:8000');
   assert.equal(w.serviceBase('https://cdn.gov.vn/pulse/widget.js'), 'https://cdn.gov.vn/pulse');
   assert.equal(w.serviceBase('https://x.vn/other.js'), null);
+  // The versioned script the loader at /widget.js loads.
+  assert.equal(w.serviceBase('https://cdn.gov.vn/pulse/widget.0123456789ab.js'), 'https://cdn.gov.vn/pulse');
+  assert.equal(w.serviceBase('https://x.vn/widget.min.js'), null);
   assert.equal(w.serviceBase(''), null);
 });
 

@@ -70,7 +70,7 @@ def create_app(
     site_path = "/api/v1/sites/{site}"
     routes = [
         Route("/", pages.home),
-        Route("/widget.js", pages.widget_endpoint()),
+        *pages.widget_routes(),
         Route("/favicon.ico", pages.favicon),
         Route("/healthz", pages.healthz),
         Route("/readyz", pages.readyz),

@@ -26,6 +26,7 @@ SITES = (
     "reload",
     "box",
     "closing",
+    "loader",
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -186,6 +187,39 @@ def test_data_lang_en_shows_english(new_context: NewContext, portal: Portal) -> 
     expect(stats).to_contain_text("Today: 1")
     # en groups thousands with commas: the offset is 12,345,000.
     expect(stats).to_contain_text("Total visits: 12,345,")
+
+
+def test_the_embed_loads_the_versioned_widget_cached_a_year(
+    new_context: NewContext, portal: Portal
+) -> None:
+    """The unchanged embed (`/widget.js`, data-site, data-lang) loads a loader, cached
+    minutes, that loads `/widget.HASH.js`, cached a year; the widget reads the
+    embed's attributes; on the next page only the loader is asked for again, if at all."""
+    context = new_context()
+    page = context.new_page()
+    scripts: list[tuple[str, str]] = []
+    page.on(
+        "response",
+        lambda r: (
+            scripts.append((r.url, r.headers.get("cache-control", "")))
+            if "/widget" in r.url
+            else None
+        ),
+    )
+    page.goto(portal.page("/loader/a.html", "loader", lang="en"))
+    expect(online_line(page)).to_have_text("1 online now", timeout=5000)
+    fetched = (
+        "() => performance.getEntriesByType('resource')"
+        ".filter((e) => /widget\\.[0-9a-f]{12}\\.js$/.test(e.name)).map((e) => e.transferSize)"
+    )
+    assert page.evaluate(fetched)[0] > 0, "the first page fetched no versioned widget"
+    loader, widget = scripts[0], scripts[1]
+    assert loader[0].endswith("/widget.js") and loader[1].startswith("public, max-age=300"), scripts
+    assert re.search(r"/widget\.[0-9a-f]{12}\.js$", widget[0]), scripts
+    assert widget[1] == "public, max-age=31536000, immutable", scripts
+    page.goto(portal.page("/loader/b.html", "loader", lang="en"))
+    expect(online_line(page)).to_have_text("1 online now", timeout=5000)
+    assert page.evaluate(fetched) == [0], "the versioned widget came over the network again"
 
 
 def test_without_websocket_http_beats_keep_the_reader_counted(

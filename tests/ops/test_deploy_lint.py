@@ -184,7 +184,13 @@ def test_dockerignore_sends_what_the_build_copies_and_nothing_else() -> None:
     assert "pyproject.toml" in sources and "service" in sources
     for source in sources:
         assert not dockerignore_excludes(patterns, source), f"COPY {source} is excluded"
-    for kept in ("service/portalpulse/cli.py", "frontend-widget/widget.js", "README.md"):
+    kept_files = (
+        "service/portalpulse/cli.py",
+        "frontend-widget/widget.js",
+        "frontend-widget/loader.js",
+        "README.md",
+    )
+    for kept in kept_files:
         assert not dockerignore_excludes(patterns, kept), kept
     for left_out in (
         ".git/HEAD",

@@ -109,7 +109,12 @@ def test_image_build_installs_and_serves(tmp_path: Path) -> None:
         process = subprocess.Popen(argv, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_until_answers(f"http://127.0.0.1:{port}/healthz", process, log, within=30)
-        status, _, body = http_get(f"http://127.0.0.1:{port}/widget.js", timeout=5)
+        status, _, loader = http_get(f"http://127.0.0.1:{port}/widget.js", timeout=5)
+        assert status == 200 and b"__WIDGET__" not in loader, "the wheel lacks the loader"
+        versioned = re.search(rb"widget\.[0-9a-f]{12}\.js", loader)
+        assert versioned, loader
+        url = f"http://127.0.0.1:{port}/{versioned.group().decode()}"
+        status, _, body = http_get(url, timeout=5)
         assert status == 200
         assert body == (REPO / "frontend-widget" / "widget.js").read_bytes(), (
             "the wheel lacks the widget"

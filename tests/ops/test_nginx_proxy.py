@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,7 +39,19 @@ def test_widget_is_served_compressed(nginx: str) -> None:
     )
     assert status == 200, body[:200]
     assert headers.get("content-encoding") == "gzip", headers
-    assert b"portalpulse" in gzip.decompress(body).lower()
+    loader = gzip.decompress(body)
+    assert b"Portal Pulse" in loader
+    # The versioned widget the loader loads, compressed too and cached a year.
+    versioned = re.search(rb"widget\.[0-9a-f]{12}\.js", loader)
+    assert versioned, loader
+    status, headers, body = http_get(
+        f"http://{nginx}/{versioned.group().decode()}",
+        headers={"Accept-Encoding": "gzip"},
+        timeout=5,
+    )
+    assert status == 200 and headers.get("content-encoding") == "gzip", headers
+    assert "immutable" in headers.get("cache-control", ""), headers
+    assert b"new WebSocket" in gzip.decompress(body)
 
 
 def test_metrics_are_not_public(nginx: str, service: RunningService) -> None:
