@@ -59,7 +59,7 @@ QUEUED_BEFORE_PAUSE = 8
 """Messages waiting for the app before reading from the socket pauses (uvicorn
 pauses and resumes reading around every message: two system calls a beat)."""
 
-KEEPALIVE_STEP = 0.25
+KEEPALIVE_STEP = 1.0
 """Seconds between the keepalive timer's runs (at most; less for short pings)."""
 
 
@@ -124,7 +124,7 @@ def keepalive_of(loop: asyncio.AbstractEventLoop, interval: float) -> Keepalive:
     """The keepalive timer of the server's event loop (one a process)."""
     global _keepalive
     if _keepalive is None or _keepalive.loop is not loop:
-        _keepalive = Keepalive(loop, min(KEEPALIVE_STEP, interval / 20))
+        _keepalive = Keepalive(loop, min(KEEPALIVE_STEP, interval / 15))
     return _keepalive
 
 
