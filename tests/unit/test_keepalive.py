@@ -81,3 +81,52 @@ def test_a_connection_added_again_moves_and_a_later_slot_still_runs() -> None:
     keepalive.add(cast(PulseWebSocketProtocol, first), 110.0, early=False)  # moved
     loop.advance(130.0)
     assert second.calls == [105.0] and first.calls == [110.0]
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+class Sansio:
+    def send_ping(self, payload: bytes) -> None:
+        self.payload = payload
+
+    def data_to_send(self) -> list[bytes]:
+        return [b"ping"]
+
+
+def protocol(keepalive: Keepalive, heard_at: float) -> PulseWebSocketProtocol:
+    """The keepalive part of a connection, without a socket."""
+    conn = PulseWebSocketProtocol.__new__(PulseWebSocketProtocol)
+    conn.close_sent, conn.transport = False, cast(Any, Transport())
+    conn.conn = cast(Any, Sansio())
+    conn.ping_interval = conn.ping_timeout = 15.0
+    conn.pending_ping_payload, conn.ping_sent_at, conn.heard_at = None, 80.0, heard_at
+    conn._keepalive = keepalive
+    return conn
+
+
+def test_a_connection_heard_from_lately_is_pinged_later_and_a_silent_one_now() -> None:
+    loop = FakeLoop()
+    keepalive = Keepalive(cast(Any, loop), 1.0)
+    beating, silent = protocol(keepalive, heard_at=99.0), protocol(keepalive, heard_at=60.0)
+    beating.keepalive_due(100.0)
+    silent.keepalive_due(100.0)
+    assert cast(Transport, beating.transport).written == [], "heard from a second ago"
+    assert beating.keepalive_slot is not None and beating.keepalive_slot <= 114
+    assert cast(Transport, silent.transport).written == [b"ping"]
+    assert silent.pending_ping_payload is not None and silent.ping_sent_at == 100.0
+    # Never longer than two intervals after the last ping, however lively the peer.
+    beating.heard_at = 104.0
+    beating.keepalive_due(105.0)
+    assert cast(Transport, beating.transport).written == [], "last pinged at 80: due by 110"
+    beating.heard_at = 109.0
+    beating.keepalive_due(110.0)
+    assert cast(Transport, beating.transport).written == [b"ping"]
