@@ -20,7 +20,10 @@ Page kinds (what the widget sends as `want`):
 - v1: a client without `want` (what every tab got before).
 
 Bytes are WebSocket bytes from server to client: each frame's payload plus its
-2- or 4-byte header (no compression; pings, every `beat_interval`, left out).
+2- or 4-byte header, uncompressed (pings, every `beat_interval`, left out); and
+the wire bytes the observer's socket read, with permessage-deflate as the
+service negotiates it with a client that offers it (websockets does, as
+browsers do; pings included).
 
     python tests/bench/page_bytes.py --seconds 60
 """
@@ -103,8 +106,20 @@ class Observer:
     frames: int = 0
     online_changes: int = 0
     wire_bytes: int = 0
+    read_bytes: int = 0  # what the socket read, compressed frames and pings included
     sizes: list[int] = field(default_factory=list)
     online = -1
+
+    def count_reads(self) -> None:
+        """Count the bytes the connection reads from its socket while counting."""
+        received = self.ws.data_received  # type: ignore[attr-defined]
+
+        def data_received(data: bytes) -> None:
+            if self.counting:
+                self.read_bytes += len(data)
+            received(data)
+
+        self.ws.data_received = data_received  # type: ignore[attr-defined]
 
     async def listen(self) -> None:
         with contextlib.suppress(Exception):
@@ -170,6 +185,7 @@ async def measure(service: Service, scenario: str, seconds: float) -> list[Obser
         extra = {"want": want} if want else {}
         ws = await open_reader(url, secrets.token_urlsafe(16), [page(0)], **extra)
         observers.append(Observer(kind, ws))
+        observers[-1].count_reads()
     tasks = [asyncio.create_task(o.listen()) for o in observers]
     await asyncio.sleep(3)  # the first snapshots are not what a minute costs
     for observer in observers:
@@ -190,12 +206,19 @@ def report(scenario: str, observers: list[Observer], seconds: float) -> None:
         f"\n{scenario}: readers come and go every second, {seconds:.0f} s measured; "
         f"the online count changed {changes:.0f} times a minute"
     )
-    print(f"{'page kind':18} {'frames/min':>10} {'bytes/frame':>11} {'KB/min':>8}")
+    print(
+        f"{'page kind':18} {'frames/min':>10} {'bytes/frame':>11} {'KB/min':>8} "
+        f"{'deflated bytes/frame':>20} {'wire KB/min':>11}"
+    )
     for o in observers:
         per_min = 60 / seconds
         mean = o.wire_bytes / o.frames if o.frames else 0
         kb = o.wire_bytes * per_min / 1000
-        print(f"{o.kind:18} {o.frames * per_min:10.1f} {mean:11.0f} {kb:8.1f}")
+        packed = o.read_bytes / o.frames if o.frames else 0
+        print(
+            f"{o.kind:18} {o.frames * per_min:10.1f} {mean:11.0f} {kb:8.1f} "
+            f"{packed:20.0f} {o.read_bytes * per_min / 1000:11.1f}"
+        )
 
 
 def main() -> None:
