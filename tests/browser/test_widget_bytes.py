@@ -130,6 +130,13 @@ def test_an_article_page_costs_under_6_kb_a_minute_and_gets_trending_only_when_i
     numbers: BrowserContext = new_context()
     page = numbers.new_page()
     frames = received(page)
+    handshakes: list[dict[str, str]] = []
+    cdp = numbers.new_cdp_session(page)
+    cdp.on(
+        "Network.webSocketHandshakeResponseReceived",
+        lambda event: handshakes.append(event["response"]["headers"]),
+    )
+    cdp.send("Network.enable")
     page.goto(article(portal, "/article/a.html", trending=False))
     expect(page.locator('footer [data-portalpulse="online"]')).to_have_text("1", timeout=5000)
     listing = new_context().new_page()
@@ -137,6 +144,16 @@ def test_an_article_page_costs_under_6_kb_a_minute_and_gets_trending_only_when_i
     listing.goto(article(portal, "/article/b.html", trending=True))
     expect(listing.locator("[data-portalpulse=trending] li a").first).to_be_visible(timeout=5000)
 
+    # Chromium offered permessage-deflate and the service took it, without context
+    # takeover (each frame compressed once for every tab: tests/e2e/test_deflate.py).
+    extensions = [
+        value
+        for h in handshakes
+        for name, value in h.items()
+        if name.lower() == "sec-websocket-extensions"
+    ]
+    assert extensions and "permessage-deflate" in extensions[0], handshakes
+    assert "server_no_context_takeover" in extensions[0], extensions
     first = snapshots(frames)[0]
     assert set(first) == {"type", "site", "online", "today", "total_visits", "ts"}
     with Churn(service):
