@@ -26,10 +26,16 @@
     try {
       var url = s.src.replace(/\/widget\.js([?#].*)?$/, '').replace(/^http/i, 'ws') +
         '/ws?site=' + encodeURIComponent(site);
-      if (!window.PortalPulse) window.__portalPulseSocket = { url: url, ws: new WebSocket(url) };
+      if (window.PortalPulse) return;
+      var early = window.__portalPulseSocket = { url: url, ws: new WebSocket(url) };
+      setTimeout(function () { // the widget never came (blocked, failed): let it go
+        if (window.__portalPulseSocket !== early) return;
+        window.__portalPulseSocket = undefined;
+        early.ws.close(1000);
+      }, 8000);
     } catch (e) { /* the widget connects by itself */ }
   }
-  if (!site || typeof WebSocket !== 'function') return;
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(site || '') || typeof WebSocket !== 'function') return;
   if (!locks || !locks.query) return open();
   locks.query().then(function (state) {
     for (var k = 0; k < state.held.length; k++) if (state.held[k].name === 'portalpulse:' + site) return;

@@ -26,7 +26,8 @@ function run(current, scripts, sandbox = {}) {
     createElement: (tag) => { assert.equal(tag, 'script'); return created; },
     head: { appendChild: (node) => added.push(node) },
   };
-  vm.runInNewContext(SOURCE, Object.assign({ document, window: sandbox.window || {} }, sandbox));
+  const context = { document, window: sandbox.window || {}, setTimeout: (fn) => (sandbox.timers || []).push(fn) };
+  vm.runInNewContext(SOURCE, Object.assign(context, sandbox));
   return added;
 }
 
@@ -75,4 +76,27 @@ test('no socket where the widget already runs or WebSocket is missing', () => {
   const bare = {};
   run(element('https://x.vn/widget.js', { 'data-site': 'a' }), [], { window: bare });
   assert.equal(bare.__portalPulseSocket, undefined);
+});
+
+test('a socket the widget never takes is closed; a bad site opens none', () => {
+  const closed = [];
+  class FakeSocket { constructor(url) { this.url = url; } close(code) { closed.push(code); } }
+  const window = {};
+  const timers = [];
+  run(element('https://x.vn/widget.js', { 'data-site': 'a' }), [], { window, WebSocket: FakeSocket, timers });
+  assert.ok(window.__portalPulseSocket);
+  timers.forEach((fn) => fn());
+  assert.deepEqual(closed, [1000]);
+  assert.equal(window.__portalPulseSocket, undefined);
+
+  const taken = {};
+  const later = [];
+  run(element('https://x.vn/widget.js', { 'data-site': 'a' }), [], { window: taken, WebSocket: FakeSocket, timers: later });
+  taken.__portalPulseSocket = undefined; // the widget took it
+  later.forEach((fn) => fn());
+  assert.deepEqual(closed, [1000]);
+
+  const bad = {};
+  run(element('https://x.vn/widget.js', { 'data-site': 'Bad Site' }), [], { window: bad, WebSocket: FakeSocket });
+  assert.equal(bad.__portalPulseSocket, undefined);
 });
