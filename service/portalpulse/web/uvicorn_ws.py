@@ -70,11 +70,10 @@ class Keepalive:
     beside the other connections of its slot, and no timer of its own.
 
     A connection's next ping falls due one or two slots before `ping_interval`
-    has passed since it was last heard from (a pong or a message; never later,
-    and at most two intervals after its last ping), and its deadline for the pong
-    one slot after `ping_timeout` at most; so a silent peer is found dead within
-    `ping_interval + ping_timeout` of the last thing it sent, as with uvicorn's
-    own timers (CONTRACT §2), and a live one has its full `ping_timeout` to answer."""
+    has passed since the last (never later), and its deadline for the pong one
+    slot after `ping_timeout` at most; so a silent peer is found dead within
+    `ping_interval + ping_timeout` of its last pong, as with uvicorn's own timers
+    (CONTRACT §2), and a live one has its full `ping_timeout` to answer."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, step: float) -> None:
         self.loop = loop
@@ -152,7 +151,6 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
     _deflate = 0  # the negotiated window bits; 0: frames go uncompressed
     keepalive_slot: int | None = None
     _keepalive: Keepalive | None = None
-    heard_at = 0.0  # loop time of the last message from the peer
 
     def __init__(
         self,
@@ -173,7 +171,6 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
     # -- keepalive: one timer for every connection (`Keepalive`) --
 
     def start_keepalive(self) -> None:
-        self.heard_at = self.loop.time()
         if self.ping_interval is not None and self.ping_interval > 0:
             self._keepalive = keepalive_of(self.loop, self.ping_interval)
             self._keepalive.add(self, self.loop.time() + self.ping_interval, early=True)
@@ -191,15 +188,6 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
         assert self._keepalive is not None and self.ping_interval is not None
         if self.pending_ping_payload is not None and self.ping_timeout is not None:
             self.keepalive_timeout()
-            return
-        # A message shows the peer alive as well as a pong does: the ping waits until
-        # the connection has been silent for an interval, though never longer than two
-        # intervals after the last ping (a proxy closes a WebSocket that sends nothing
-        # for a minute or so; OPERATIONS.md). A beating widget is pinged half as often.
-        interval = self.ping_interval
-        due = min(self.heard_at + interval, self.ping_sent_at + 2 * interval)
-        if due > now + 2 * self._keepalive.step:
-            self._keepalive.add(self, due, early=True)
             return
         self.pending_ping_payload = struct.pack("!I", random.getrandbits(32))
         self.ping_sent_at = now
@@ -222,7 +210,6 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
     def send_receive_event_to_app(self) -> None:
         """Queue the message for the app, pausing reading only once
         QUEUED_BEFORE_PAUSE messages wait (uvicorn pauses after each one)."""
-        self.heard_at = self.loop.time()
         paused = self.read_paused
         self.read_paused = True  # so that uvicorn does not pause reading now
         try:
