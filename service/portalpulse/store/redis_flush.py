@@ -124,11 +124,38 @@ class Flusher:
             for i, batch in enumerate(batches)
             if (known := self.known.get(batch.site)) is not None and known.holds(batch)
         ]
+        # One round trip: the quiet sites' `st` keys, then the other sites' scripts.
+        quiet_set = set(quiet)
+        busy = [i for i in range(len(batches)) if i not in quiet_set]
+        pipe = client.pipeline(transaction=False)
+        keys = self._state_keys_of([batches[i].site for i in quiet])
+        if quiet and cluster:
+            for key in keys:
+                pipe.get(key)
+        elif quiet:
+            pipe.mget(keys)  # one command for every quiet site: cheaper for Redis
+        calls, held = self._calls([batches[i] for i in busy])
+        self._queue_scripts(pipe, calls)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        reads = (len(quiet) if cluster else 1) if quiet else 0
+        states = results[:reads]
+        for state in states:
+            if isinstance(state, Exception):
+                raise StoreUnavailable(f"reading quiet sites: {state}")
         if quiet:
-            await self._check_quiet(client, cluster, batches, quiet, answers, now)
-        rest = [i for i, answer in enumerate(answers) if answer is None]
-        if rest:
-            await self._flush_scripts(client, [batches[i] for i in rest], rest, answers)
+            self._answer_quiet(batches, quiet, states if cluster else states[0], answers, now)
+        await self._read_scripts(
+            client, [batches[i] for i in busy], busy, calls, held, results[reads:], answers
+        )
+        # Quiet sites that another instance changed, or that fell due: their scripts.
+        stale = [i for i in quiet if answers[i] is None]
+        if stale:
+            stale_batches = [batches[i] for i in stale]
+            calls, held = self._calls(stale_batches)
+            pipe = client.pipeline(transaction=False)
+            self._queue_scripts(pipe, calls)
+            results = await pipe.execute(raise_on_error=False)
+            await self._read_scripts(client, stale_batches, stale, calls, held, results, answers)
         return [answer for answer in answers if answer is not None]
 
     def _args(self, batch: SiteBatch, known: str) -> tuple[list[str], list[str]]:
@@ -183,29 +210,23 @@ class Flusher:
             payload["ar"] = [[*key, n] for key, n in batch.arrivals.items()]
         return keys, [prefix, json.dumps(payload, ensure_ascii=False, separators=(",", ":"))]
 
-    async def _check_quiet(
+    def _state_keys_of(self, sites: list[str]) -> list[bytes]:
+        """The sites' `st` keys, each encoded once."""
+        state_keys = self._state_keys
+        return [
+            state_keys.get(site) or state_keys.setdefault(site, f"{site_prefix(site)}st".encode())
+            for site in sites
+        ]
+
+    def _answer_quiet(
         self,
-        client: Client,
-        cluster: bool,
         batches: Sequence[SiteBatch],
         quiet: list[int],
+        states: list[Any],
         answers: list[SiteSnapshot | None],
         now: float,
     ) -> None:
         """Answer the quiet sites whose tag is unchanged from the snapshot held."""
-        state_keys = self._state_keys
-        keys = [
-            state_keys.get(site) or state_keys.setdefault(site, f"{site_prefix(site)}st".encode())
-            for site in (batches[i].site for i in quiet)
-        ]
-        if cluster:
-            pipe = client.pipeline(transaction=False)
-            for key in keys:
-                pipe.get(key)
-            states: list[Any] = await pipe.execute()
-        else:
-            # One command for every quiet site: cheaper for Redis than one read each.
-            states = await client.mget(keys)
         for i, state in zip(quiet, states, strict=True):
             if state is None:
                 continue
@@ -219,13 +240,10 @@ class Flusher:
                 # Unchanged: the very object, which tells the hub to skip the site.
                 answers[i] = known.snapshot
 
-    async def _flush_scripts(
-        self,
-        client: Client,
-        batches: list[SiteBatch],
-        places: list[int],
-        answers: list[SiteSnapshot | None],
-    ) -> None:
+    def _calls(
+        self, batches: list[SiteBatch]
+    ) -> tuple[list[tuple[list[str], list[str]]], list[Known | None]]:
+        """Each batch's script call, and the snapshot held that it may answer `same` to."""
         calls, held = [], []
         for batch in batches:
             known = self.known.get(batch.site)
@@ -233,11 +251,23 @@ class Flusher:
                 known = None
             held.append(known)
             calls.append(self._args(batch, known.tag if known is not None else ""))
-        pipe = client.pipeline(transaction=False)
+        return calls, held
+
+    def _queue_scripts(self, pipe: Any, calls: list[tuple[list[str], list[str]]]) -> None:
         for keys, args in calls:
             # ClusterPipeline refuses .evalsha(); the raw command routes by its keys.
             pipe.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
+
+    async def _read_scripts(
+        self,
+        client: Client,
+        batches: list[SiteBatch],
+        places: list[int],
+        calls: list[tuple[list[str], list[str]]],
+        held: list[Known | None],
+        results: list[Any],
+        answers: list[SiteSnapshot | None],
+    ) -> None:
         for index, result in enumerate(results):
             if isinstance(result, NoScriptError) or (
                 isinstance(result, ResponseError) and "NOSCRIPT" in str(result)
