@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import pytest
+
 # The contract suite's `store` fixture (embedded, Redis, Cluster), under another name here.
 from test_store_contract import ZONE, batch, flush, hold, later, leave
 from test_store_contract import store as contract_store
@@ -13,6 +15,7 @@ from test_store_contract import store as contract_store
 from portalpulse.store.base import DAY_KEEP_DAYS, TOP_PAGES_DAY, Store
 from portalpulse.store.memory import MemoryStore
 from portalpulse.store.redis import RedisStore, site_prefix
+from support.processes import offset_to_local_noon
 
 store = contract_store
 
@@ -104,3 +107,37 @@ async def test_month_and_year_sum_their_days_and_count_visitors_once(store: Stor
     assert (snap.month.visits, snap.month.views, snap.month.visitors) == (1, 5, 1)
     before, _ = await store.periods("s1", tomorrow)
     assert before == month
+
+
+@pytest.mark.parametrize("server", ["redis", "cluster"])
+async def test_days_from_before_the_400_day_history_are_kept_as_long(
+    request: pytest.FixtureRequest, server: str
+) -> None:
+    """Versions before the long history let a day expire 40 days after it was last
+    written; the next day turn after an upgrade gives those days 400 days too."""
+    if server == "redis":
+        url = request.getfixturevalue("redis").url
+    else:
+        nodes = request.getfixturevalue("cluster")
+        for node in nodes:
+            node.cli("flushall")
+        url = f"redis://127.0.0.1:{nodes[0].port}/0"
+    store = RedisStore(url)
+    store.clock_offset = offset_to_local_noon()
+    await store.open()
+    try:
+        assert store.client is not None
+        old = {age: local_day(store, -age) for age in (3, 39, 41)}  # back over a month's end
+        for day in old.values():
+            await store.client.hset(site_prefix("s1") + f"day:{day}", "visits", 7)
+            await store.client.expire(site_prefix("s1") + f"day:{day}", 40 * 86400 - 5)
+        await flush(store, hold("history-reader-04", "/a"))  # today: the day turns
+        key = site_prefix("s1") + "day:"
+        ttl = {age: await store.client.ttl(key + day) for age, day in old.items()}
+        assert 397 * 86400 <= ttl[3] <= 398 * 86400, ttl
+        assert 361 * 86400 <= ttl[39] <= 362 * 86400, ttl
+        assert ttl[41] < 40 * 86400, ttl  # out of reach: it was gone before the upgrade
+        days = dict(await store.days("s1", old[39], old[3]))
+        assert days[old[39]].visits == days[old[3]].visits == 7
+    finally:
+        await store.close()

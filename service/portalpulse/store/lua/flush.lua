@@ -831,6 +831,22 @@ if visits > 0 or b.vt > 0 or #uv > 0 then
     end
     redis.call('SET', P .. 'today', b.day)
     changed = true -- yesterday's visitors are now a number
+    -- Days written by versions that kept them DAY_TTL (40 days) are kept as long
+    -- as the others: the 40 days before today get the expiry they would have had
+    -- (GT: an expiry is only ever lengthened).
+    local y, m, d = tonumber(string.sub(b.day, 1, 4)), tonumber(string.sub(b.day, 5, 6)),
+      tonumber(string.sub(b.day, 7, 8))
+    for age = 1, 40 do
+      d = d - 1
+      if d == 0 then
+        m = m - 1
+        if m == 0 then m, y = 12, y - 1 end
+        d = ({31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31})[m]
+        if m == 2 and y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0) then d = 29 end
+      end
+      redis.call('EXPIRE', string.format('%sday:%04d%02d%02d', P, y, m, d),
+        LONG_TTL - age * 86400, 'GT')
+    end
   end
 end
 local this_minute = math.floor(now / 60)
