@@ -257,12 +257,11 @@ class Hub:
                 read.linger_until = now + linger
             if now < read.linger_until:
                 busy.append(site_id)
-                ledger.expire_http(now)
+                self.ledger.expire_http(site_id, now)
             elif read.linger_until:
                 read.linger_until, read.shown_online = 0.0, None
                 metrics.online_visitors.remove(site_id)
-        kept_by_http = sum(len(self.ledger.sites[s].http_visitors) for s in busy)
-        metrics.connections.labels("http").set(kept_by_http)
+        metrics.connections.labels("http").set(self.ledger.http_visitor_count())
         if not busy:
             if now - self._checked_at >= STORE_CHECK_EVERY:
                 await self.check_store()

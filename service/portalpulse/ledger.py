@@ -143,11 +143,15 @@ class SiteLedger:
         while len(self.ops) > MAX_PENDING_OPS:
             self.ops.popleft()
 
-    def expire_http(self, now: float) -> None:
-        """Forget the visitors whose last HTTP beat is older than `presence_ttl`."""
+    def expire_http(self, now: float) -> int:
+        """Forget the visitors whose last HTTP beat is older than `presence_ttl`;
+        how many (`Ledger.expire_http` keeps the count over every site)."""
         kept = self.http_visitors
+        gone = 0
         while kept and kept[next(iter(kept))] <= now:
             del kept[next(iter(kept))]
+            gone += 1
+        return gone
 
     def empty_batch(self, wall: float) -> SiteBatch:
         """A batch that changes nothing: it only reads the site's snapshot."""
@@ -255,6 +259,7 @@ class Ledger:
             max(server.push_interval, (server.presence_ttl - server.push_interval) / 2),
         )
         self._rounds: list[tuple[float, str]] = []  # a heap of (refresh_at, site)
+        self._http_kept = 0  # visitors kept by HTTP beats, every site's together
 
     def join(self, site_id: str, hello: Hello, now: float) -> None:
         """A live connection said hello: its first for the visitor holds it here."""
@@ -335,29 +340,32 @@ class Ledger:
         return False
 
     def http_visitor_count(self) -> int:
-        """Visitors kept by HTTP beats here, on every site."""
-        return sum(len(site.http_visitors) for site in self.sites.values())
+        """Visitors kept by HTTP beats here, on every site (kept as they come and
+        go: no beat counts the sites)."""
+        return self._http_kept
+
+    def expire_http(self, site_id: str, now: float) -> None:
+        """The site's visitors whose last HTTP beat is older than `presence_ttl` go."""
+        self._http_kept -= self.sites[site_id].expire_http(now)
 
     def http_beat(self, site_id: str, hello: Hello, now: float) -> bool:
         """A beat over HTTP (the fallback, or sendBeacon on unload). False, and nothing
         counted, when it would keep one visitor more than `max_http_visitors`: the
         map is keyed by client input, so it has a hard bound (those kept go on)."""
         site = self.sites[site_id]
-        if (
-            not hello.bye
-            and hello.visitor not in site.http_visitors
-            and self.http_visitor_count() >= self.server.max_http_visitors
-        ):
+        known = site.http_visitors.pop(hello.visitor, None) is not None
+        if not hello.bye and not known and self._http_kept >= self.server.max_http_visitors:
             return False
+        self._http_kept -= known
         ranked = site.ranked(hello.pages)
         site.note_titles(hello.pages)
-        site.http_visitors.pop(hello.visitor, None)
         if hello.bye:
             site.add_op(OpKind.BYE, hello.visitor, ranked, now)
             return True
         if not hello.resume:
             site.count_views(hello.pages, hello.device)
         site.http_visitors[hello.visitor] = now + self.server.presence_ttl
+        self._http_kept += 1
         attrs = site.attrs_of(hello)
         site.add_op(OpKind.BEAT, hello.visitor, ranked, now, hello.engaged, attrs)
         return True

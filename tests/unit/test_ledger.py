@@ -111,10 +111,10 @@ def test_http_beats_keep_a_visitor_until_presence_ttl_and_bye_ends_it() -> None:
     ledger.http_beat("myhao", hello(B, "/a", device="mobile"), now=100.0)
     (beat,) = ops(ledger, 100.0)
     assert (beat.kind, beat.attrs) == (OpKind.BEAT, VisitAttrs("direct:", "mobile"))
-    site.expire_http(144.0)
+    ledger.expire_http("myhao", 144.0)
     assert B in site.http_visitors and site.busy
-    site.expire_http(145.0)
-    assert B not in site.http_visitors
+    ledger.expire_http("myhao", 145.0)
+    assert B not in site.http_visitors and ledger.http_visitor_count() == 0
     ledger.http_beat("myhao", hello(B, "/a", bye=True), now=150.0)
     assert [op.kind for op in ops(ledger, 150.0)] == [OpKind.BYE]
     assert not site.http_visitors

@@ -13,10 +13,9 @@ import logging
 import math
 import random
 import struct
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import uvicorn
-from uvicorn._types import ASGISendEvent
 from uvicorn.config import Config
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -30,6 +29,9 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from ..fanout import ABORT_EXTENSION, DIRECT_WRITE_EXTENSION, DirectWriter
+
+if TYPE_CHECKING:  # only the type of uvicorn's own send(), for the override
+    from uvicorn._types import ASGISendEvent
 
 TESTED = ((0, 55), (0, 56))
 """uvicorn versions [0.55, 0.56), as pinned in pyproject.toml (websockets-sansio
