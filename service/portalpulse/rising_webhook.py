@@ -34,6 +34,13 @@ POST_TIMEOUT = 5.0
 MAX_IN_FLIGHT = 8
 
 
+def listed(snap: SiteSnapshot) -> dict[str, TrendingPage]:
+    """The pages a snapshot lists by path: the dashboard's 30 when an editor
+    watches, else the trending ones."""
+    pages: Iterable[TrendingPage] = snap.detail.pages if snap.detail else snap.trending
+    return {p.path: p for p in pages}
+
+
 class RisingAlerts:
     """One process's rising trackers (one per configured site) and webhook posts."""
 
@@ -50,9 +57,7 @@ class RisingAlerts:
         if tracker is None:
             tracker = RisingTracker(self.server.rising_window, site.max_pages)
             self._trackers[site.id] = tracker
-        # The dashboard's 30 pages when an editor watches, else the trending ones.
-        listed: Iterable[TrendingPage] = snap.detail.pages if snap.detail else snap.trending
-        pages = {p.path: p for p in listed}
+        pages = listed(snap)
         rising = tracker.observe(snap.ts, {path: p.readers for path, p in pages.items()})
         return self._mark(site, rising, pages, snap.ts)
 
@@ -66,7 +71,7 @@ class RisingAlerts:
             return
         rising = tracker.hold(now)
         if rising or self._rising.get(site.id):
-            self._mark(site, rising, {p.path: p for p in snap.trending}, now)
+            self._mark(site, rising, listed(snap), now)
 
     def _mark(
         self,
@@ -82,7 +87,10 @@ class RisingAlerts:
         if site.rising_webhook:
             for page in rising:
                 if page.path not in before:
-                    self._post_later(site, page, pages[page.path].title, at)
+                    # The tracker's readers may come from an earlier snapshot than `pages`
+                    # (a held one): a page missing here posts without its title.
+                    shown = pages.get(page.path)
+                    self._post_later(site, page, shown.title if shown else "", at)
         return now
 
     def current(self, site_id: str) -> frozenset[str]:
