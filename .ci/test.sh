@@ -13,7 +13,8 @@ command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # The dashboard's layout tests measure text: one known font with Vietnamese glyphs.
-fc-list 2>/dev/null | grep -q "Noto Sans" || missing+=(fonts-noto-core)
+# (no pipe into grep -q: under pipefail, fc-list killed by SIGPIPE would read as missing)
+[ -n "$(fc-list "Noto Sans" 2>/dev/null)" ] || missing+=(fonts-noto-core)
 command -v nginx >/dev/null || missing+=(nginx)
 command -v node >/dev/null || missing+=(nodejs)
 if [ ${#missing[@]} -gt 0 ]; then
