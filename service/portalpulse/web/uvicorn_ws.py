@@ -24,7 +24,6 @@ from websockets.extensions.permessage_deflate import (
     PerMessageDeflate,
     ServerPerMessageDeflateFactory,
 )
-from websockets.frames import Frame
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
@@ -64,18 +63,55 @@ pauses and resumes reading around every message: two system calls a beat)."""
 KEEPALIVE_STEP = 1.0
 """Seconds between the keepalive timer's runs (at most; less for short pings)."""
 
+PING_AT_LEAST_EVERY = 45.0
+"""Seconds: the longest a connection goes without a ping, beats or not. Behind a
+proxy a quiet site's connection carries nothing else from the server, and
+nginx closes one whose upstream sent nothing for `proxy_read_timeout` (60 s by
+default)."""
+
+PING_GRACE = 0.2
+"""A beat may come this share of `ping_interval` late before a ping goes out
+instead: tabs beat every `beat_interval`, a little late by their timers and
+the network."""
+
+
+def keepalive_plan(
+    now: float,
+    heard: float,
+    pinged: float,
+    pending: bool,
+    interval: float,
+    timeout: float | None,
+) -> tuple[str, float]:
+    """What the keepalive timer does for one connection at `now`: "dead",
+    "ping" or "wait", and when (loop time) it looks at the connection again.
+
+    `heard` is when the connection last sent anything (a beat, a pong, any
+    frame), `pinged` when the last ping went out, `pending` whether it is
+    unanswered (anything heard after the ping answers it too).
+
+    A tab that beats every `interval` shows that it is alive: it gets no ping
+    but the one every PING_AT_LEAST_EVERY seconds that keeps proxies open. A
+    connection silent for `interval` (and a grace) is pinged, and one silent
+    for `interval + timeout` with that ping unanswered is dead: the bound of
+    CONTRACT §2, as when every connection was pinged every `interval`."""
+    if pending and heard <= pinged and timeout is not None:
+        deadline = heard + interval + timeout
+        return ("dead", now) if now >= deadline else ("wait", deadline)
+    grace = interval * PING_GRACE if timeout is None else min(interval * PING_GRACE, timeout / 2)
+    due = min(max(heard, pinged) + interval + grace, pinged + max(interval, PING_AT_LEAST_EVERY))
+    if now < due:
+        return "wait", due
+    return "ping", now + interval if timeout is None else heard + interval + timeout
+
 
 class Keepalive:
-    """Every connection's pings on one timer (one per event loop), in slots of
+    """Every connection's keepalive on one timer (one per event loop), in slots of
     `step` seconds, instead of a ping timer and a pong timer per connection: a
-    quiet connection then costs a ping and its pong per interval, sent and read
-    beside the other connections of its slot, and no timer of its own.
-
-    A connection's next ping falls due one or two slots before `ping_interval`
-    has passed since the last (never later), and its deadline for the pong one
-    slot after `ping_timeout` at most; so a silent peer is found dead within
-    `ping_interval + ping_timeout` of its last pong, as with uvicorn's own timers
-    (CONTRACT §2), and a live one has its full `ping_timeout` to answer."""
+    connection is looked at when `keepalive_plan` says, beside the others of
+    its slot (at most one slot late), and has no timer of its own. What a
+    connection receives does not touch the timer: the connection only notes
+    the time."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, step: float) -> None:
         self.loop = loop
@@ -84,10 +120,9 @@ class Keepalive:
         self.timer: asyncio.TimerHandle | None = None
         self._running = False
 
-    def add(self, conn: PulseWebSocketProtocol, at: float, early: bool) -> None:
-        """Run `conn.keepalive_due` at `at` (loop time): at most two slots before
-        it when `early`, else at most one slot after it."""
-        slot = math.floor(at / self.step) - 1 if early else math.ceil(at / self.step)
+    def add(self, conn: PulseWebSocketProtocol, at: float) -> None:
+        """Run `conn.keepalive_due` at `at` (loop time), or at most one slot after it."""
+        slot = math.ceil(at / self.step)
         self.remove(conn)
         self.slots.setdefault(slot, {})[conn] = None
         conn.keepalive_slot = slot
@@ -153,6 +188,7 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
     _deflate = 0  # the negotiated window bits; 0: frames go uncompressed
     keepalive_slot: int | None = None
     _keepalive: Keepalive | None = None
+    heard = 0.0  # loop time the client last sent anything
 
     def __init__(
         self,
@@ -175,7 +211,8 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
     def start_keepalive(self) -> None:
         if self.ping_interval is not None and self.ping_interval > 0:
             self._keepalive = keepalive_of(self.loop, self.ping_interval)
-            self._keepalive.add(self, self.loop.time() + self.ping_interval, early=True)
+            self.heard = self.ping_sent_at = now = self.loop.time()
+            self._keepalive.add(self, now + self.ping_interval)
 
     def stop_keepalive(self) -> None:
         super().stop_keepalive()
@@ -183,29 +220,26 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
             self._keepalive.remove(self)
 
     def keepalive_due(self, now: float) -> None:
-        """The keepalive timer's call: the pong is late (the peer is dead), or the
-        next ping is due."""
+        """The keepalive timer's call (`keepalive_plan`): the connection is dead,
+        or a ping is due, or neither yet."""
         if self.close_sent or self.transport.is_closing():
             return
         assert self._keepalive is not None and self.ping_interval is not None
-        if self.pending_ping_payload is not None and self.ping_timeout is not None:
+        pending = self.pending_ping_payload is not None
+        action, again = keepalive_plan(
+            now, self.heard, self.ping_sent_at, pending, self.ping_interval, self.ping_timeout
+        )
+        if action == "dead":
             self.keepalive_timeout()
             return
-        self.pending_ping_payload = struct.pack("!I", random.getrandbits(32))
-        self.ping_sent_at = now
-        self.conn.send_ping(self.pending_ping_payload)
-        self.transport.write(b"".join(self.conn.data_to_send()))
-        if self.ping_timeout is None:
-            self._keepalive.add(self, now + self.ping_interval, early=True)
-        else:
-            self._keepalive.add(self, now + self.ping_timeout, early=False)
-
-    def handle_pong(self, event: Frame) -> None:
-        waiting = self.pending_ping_payload
-        super().handle_pong(event)
-        if waiting is not None and self.pending_ping_payload is None and self._keepalive:
-            # Answered: the next ping comes `ping_interval` after this one was sent.
-            self._keepalive.add(self, self.ping_sent_at + cast(float, self.ping_interval), True)
+        if action == "ping":
+            self.pending_ping_payload = struct.pack("!I", random.getrandbits(32))
+            self.ping_sent_at = now
+            self.conn.send_ping(self.pending_ping_payload)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+        elif pending and self.heard > self.ping_sent_at:
+            self.pending_ping_payload = None  # spoken since: the ping is answered
+        self._keepalive.add(self, again)
 
     # -- receiving --
 
@@ -223,6 +257,7 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.pause_reading()
 
     def data_received(self, data: bytes) -> None:
+        self.heard = self.loop.time()
         if self._failed:
             self.conn.receive_data(data)  # the failed protocol discards it
             return
