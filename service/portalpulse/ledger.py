@@ -246,16 +246,24 @@ class SiteLedger:
         self.unconfirmed = sets
 
 
+REFRESH_AT_LEAST_EVERY = 30.0
+"""Seconds: the longest a live visitor goes without a refresh in the store."""
+
+
 class Ledger:
     """Every site's ledger, and when each live visitor's presence is due a refresh."""
 
     def __init__(self, server: ServerSettings, sites: Iterable[SiteSettings]) -> None:
         self.server = server
         self.sites = {site.id: SiteLedger(site, server) for site in sites}
-        # A live connection keeps its visitor present by itself, more often than
-        # the store would forget it, whatever the page's own timers do.
+        # A live connection keeps its visitor present by itself, whatever the
+        # page's own timers do: twice per `presence_ttl`, so that a refresh the
+        # store missed is retried on the next ticks long before it forgets the
+        # visitor; and at least twice a minute, so that every minute's drill-down
+        # sees every reader. Each refresh is a flush per site and instance: the
+        # rarer, the less quiet sites cost Redis.
         self.refresh_every = min(
-            server.beat_interval,
+            REFRESH_AT_LEAST_EVERY,
             max(server.push_interval, (server.presence_ttl - server.push_interval) / 2),
         )
         self._rounds: list[tuple[float, str]] = []  # a heap of (refresh_at, site)

@@ -143,7 +143,7 @@ def test_live_visitors_are_refreshed_with_no_help_from_the_page() -> None:
     ledger.join("myhao", hello(A, "/a"), now=0.0)
     ops(ledger)
     every = ledger.refresh_every
-    assert every == 15  # min(beat_interval, (presence_ttl - push_interval) / 2)
+    assert every == 22  # (presence_ttl - push_interval) / 2, under REFRESH_AT_LEAST_EVERY
     ledger.due_refreshes(every - 0.1)
     assert ops(ledger) == []
     ledger.due_refreshes(every)
