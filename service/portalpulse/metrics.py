@@ -52,6 +52,9 @@ beats = Counter(
     ["transport"],
     registry=REGISTRY,
 )
+ws_beats = beats.labels("ws")
+"""The WebSocket child of `beats`, looked up once: one is counted per message."""
+
 messages_rejected = Counter(
     "portalpulse_messages_rejected_total",
     "Client input refused, by reason.",

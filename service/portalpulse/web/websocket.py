@@ -150,14 +150,14 @@ class WsConnection(OneSlotSender):
             except ProtocolError as exc:
                 await self._refuse(exc, CloseCode.BAD_MESSAGE)
                 return
-            metrics.beats.labels("ws").inc()
+            metrics.ws_beats.inc()
             if isinstance(message, Bye):
                 await self.close(CloseCode.BYE, "bye")
                 return
             self._beat(message)
 
     def _welcome(self, hello: Hello) -> None:
-        metrics.beats.labels("ws").inc()
+        metrics.ws_beats.inc()
         self.visitor, self.pages, self.engaged = hello.visitor, hello.pages, hello.engaged
         self.want = want_mask(hello.want) if hello.want else 0
         self.pulse.hub.join(self.site.id, self, hello)
