@@ -61,6 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--instances", type=int, default=1)
     p.add_argument("--readers", type=int, default=4, help="readers per site")
     p.add_argument("--mode", choices=("quiet", "churn"), default="quiet")
+    p.add_argument(
+        "--beat-every",
+        type=float,
+        default=15,
+        help="seconds between a reader's beats (the widget's: 15); less to profile beats",
+    )
     p.add_argument("--duration", type=float, default=60, help="measurement window, seconds")
     p.add_argument("--settle", type=float, default=20, help="seconds after the ramp, unmeasured")
     p.add_argument("--service-revision", default="HEAD", help="git revision of the service")
@@ -79,9 +85,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 class Reader(WsClient):
     """A widget on a quiet page (beats with nothing new), or one that keeps reading on."""
 
-    def __init__(self, port: int, site: str, visitor: str, page: int, churn: bool) -> None:
+    def __init__(
+        self, port: int, site: str, visitor: str, page: int, churn: bool, every: float
+    ) -> None:
         super().__init__("127.0.0.1", port, f"/ws?site={site}", ORIGIN)
-        self.visitor, self.page, self.churn = visitor, page, churn
+        self.visitor, self.page, self.churn, self.every = visitor, page, churn, every
         self.snapshots = 0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -92,7 +100,9 @@ class Reader(WsClient):
         self.send_text(
             f'{{"type":"hello","visitor":"{self.visitor}","pages":[{self._page()}],"engaged":true}}'
         )
-        self._timer = asyncio.get_running_loop().call_later(random.uniform(0, 15), self.beat)
+        self._timer = asyncio.get_running_loop().call_later(
+            random.uniform(0, self.every), self.beat
+        )
 
     def beat(self) -> None:
         if not self.open:
@@ -102,7 +112,10 @@ class Reader(WsClient):
             self.send_text(f'{{"type":"beat","engaged":true,"pages":[{self._page()}]}}')
         else:
             self.send_text('{"type":"beat","engaged":true}')
-        self._timer = asyncio.get_running_loop().call_later(random.uniform(13.5, 16.5), self.beat)
+        every = self.every
+        self._timer = asyncio.get_running_loop().call_later(
+            random.uniform(every * 0.9, every * 1.1), self.beat
+        )
 
     def on_text(self, payload: bytes, received_at: float) -> None:
         if payload.startswith(b'{"type":"snapshot"'):
@@ -113,7 +126,9 @@ class Reader(WsClient):
             self._timer.cancel()
 
 
-def readers_main(plan: list[tuple[int, str]], churn: bool, control: Any, results: Any) -> None:
+def readers_main(
+    plan: list[tuple[int, str]], churn: bool, every: float, control: Any, results: Any
+) -> None:
     """One load-generator process: open every (port, site) reader, hold until told to stop."""
     raise_fd_limit()
 
@@ -126,7 +141,7 @@ def readers_main(plan: list[tuple[int, str]], churn: bool, control: Any, results
         async def one(n: int, port: int, site: str) -> None:
             nonlocal failed
             visitor = "".join(random.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=22))
-            reader = Reader(port, site, visitor, random.randrange(1, 50), churn)
+            reader = Reader(port, site, visitor, random.randrange(1, 50), churn, every)
             async with gate:
                 try:
                     source = (SOURCES[n % len(SOURCES)], 0)
@@ -149,6 +164,7 @@ def readers_main(plan: list[tuple[int, str]], churn: bool, control: Any, results
             "held": sum(1 for r in readers if r.open),
             "failed": failed,
             "snapshots": sum(r.snapshots for r in readers),
+            "pings": sum(r.pings for r in readers),
         }
         for reader in readers:
             reader.abort()
@@ -223,7 +239,8 @@ class ManySites:
                 for k in range(args.readers)
             ]
             worker = ctx.Process(
-                target=readers_main, args=(plan, args.mode == "churn", control, sender)
+                target=readers_main,
+                args=(plan, args.mode == "churn", args.beat_every, control, sender),
             )
             worker.start()
             deadline = time.monotonic() + 120
@@ -306,6 +323,7 @@ class ManySites:
             "readers_held": clients.get("held"),
             "readers_failed": clients.get("failed"),
             "snapshots_per_reader": clients.get("snapshots", 0) / max(1, clients.get("held") or 1),
+            "pings_per_reader": clients.get("pings", 0) / max(1, clients.get("held") or 1),
             "redis_cpu_share": redis_cpu_s / seconds,
             "redis_us_per_site_second": redis_cpu_s * 1e6 / site_seconds,
             "redis_net_us_per_site_second": (
@@ -346,6 +364,7 @@ def report(result: dict[str, Any]) -> str:
         ("readers held / failed", f"{w['readers_held']} / {w['readers_failed']}"),
         ("window", f"{w['seconds']} s"),
         ("snapshots per reader (whole run)", f"{w['snapshots_per_reader']:.1f}"),
+        ("pings per reader (whole run)", f"{w.get('pings_per_reader', 0):.1f}"),
         ("Redis CPU", f"{w['redis_cpu_share']:.1%} of a core"),
         ("Redis CPU per site-second", f"{w['redis_us_per_site_second']:.1f} µs"),
         (
