@@ -23,6 +23,7 @@ from typing import Any
 import uvicorn
 
 from . import __version__, config
+from .clock import next_instant
 from .dashboard import add_token_command, run_token_command
 from .logs import setup_logging
 from .web.slowclients import timed_h11
@@ -64,8 +65,9 @@ class PulseServer(uvicorn.Server):
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         counter = 0  # uvicorn's on_tick updates the Date header when it is a multiple of 10
         while not await self.on_tick(counter):
+            wait = next_instant(self._loop.time(), HOUSEKEEPING_EVERY) - self._loop.time()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), HOUSEKEEPING_EVERY)
+                await asyncio.wait_for(self._wake.wait(), wait)
             counter = (counter + 10) % 864000
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, replace
 
 from . import metrics
+from .clock import next_instant
 from .config import ServerSettings, SiteSettings
 from .dashboard_feed import dashboard_frame
 from .deltas import SiteFields
@@ -175,7 +176,7 @@ class Hub:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         interval = self.server.push_interval
-        next_tick = loop.time() + interval
+        next_tick = next_instant(loop.time(), interval)
         urgent_done = False
         while True:
             wait = next_tick - loop.time()
@@ -193,7 +194,9 @@ class Hub:
                 await asyncio.sleep(URGENT_DELAY)
                 urgent_done = True
             else:
-                next_tick = max(next_tick + interval, loop.time() + interval / 2)
+                next_tick += interval
+                if next_tick < loop.time() + interval / 2:  # overrun: the next instant
+                    next_tick = next_instant(loop.time() + interval / 2, interval)
                 urgent_done = False
             self._urgent.clear()
             started = time.perf_counter()

@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from . import config, metrics
+from .clock import next_instant
 from .fanout import Delivery, Subscriber, choose_delivery
 from .hub import Hub
 from .protocol import CloseCode
@@ -22,11 +23,11 @@ log = logging.getLogger("portalpulse")
 
 NOT_SERVED = "the app is not served by `portalpulse serve` (its uvicorn WebSocket protocol)"
 
-LAG_PROBE_EVERY = 0.3
-"""Seconds between lag probes, on a fixed schedule. Not a divisor of the 1 s tick:
-over three seconds the probes fall at every tenth of a second after a tick, so a
-fan-out's block is seen as with a 0.1 s probe, at a third of the wake-ups (each
-wake-up of an otherwise idle process costs CPU: 10 a second were 2 ms/s here)."""
+LAG_PROBE_EVERY = 1.0
+LAG_PROBE_PHASE = 0.1
+"""The lag probe runs once a second, a tenth of a second after the tick (which
+falls on whole seconds, `clock.py`): a fan-out still writing then keeps it
+waiting, so its blocks are seen, at one wake-up a second of an idle process."""
 DRAIN_WAIT = 1.0
 
 
@@ -139,14 +140,13 @@ class Pulse:
         await self.store.close()
 
     async def _probe_lag(self) -> None:
-        # A fixed schedule, often: a probe re-armed after each firing falls into step
-        # with the tick and never sees the loop blocked by a fan-out.
+        # A fixed schedule: a probe re-armed after each firing would drift into
+        # step with the tick and never see the loop blocked by a fan-out.
         loop = asyncio.get_running_loop()
-        expected = loop.time()
+        expected = next_instant(loop.time(), LAG_PROBE_EVERY, LAG_PROBE_PHASE)
         while True:
-            expected += LAG_PROBE_EVERY
             await asyncio.sleep(max(0.0, expected - loop.time()))
             lag = loop.time() - expected
             metrics.event_loop_lag.observe(max(0.0, lag))
-            if lag > LAG_PROBE_EVERY:
-                expected = loop.time()  # skip the probes the stall swallowed
+            # The next probe; those that a stall swallowed are skipped.
+            expected = next_instant(max(expected, loop.time()), LAG_PROBE_EVERY, LAG_PROBE_PHASE)

@@ -44,6 +44,7 @@ from stack import (
     raise_fd_limit,
     rss_kb,
     wait_idle,
+    wakeups,
     with_children,
 )
 from wsclient import WsClient
@@ -283,11 +284,13 @@ class ManySites:
     def _redis_info(self) -> dict[str, Any]:
         """INFO of the Redis, or the CPU and command counts summed over a Cluster's nodes."""
         if not self.args.cluster:
-            return self.redis.info("all")
-        total: dict[str, Any] = {"used_cpu_sys": 0.0, "used_cpu_user": 0.0}
+            info = self.redis.info("all")
+            return {**info, "wakeups": wakeups(int(str(info["process_id"])))}
+        total: dict[str, Any] = {"used_cpu_sys": 0.0, "used_cpu_user": 0.0, "wakeups": 0}
         for port in self.redis_ports:
             with redis.Redis(port=port) as client:
                 info = client.info("all")
+            total["wakeups"] += wakeups(int(info["process_id"]))
             for key in ("used_cpu_sys", "used_cpu_user"):
                 total[key] += float(info[key])
             for key, value in info.items():
@@ -303,6 +306,7 @@ class ManySites:
             "wall": time.time(),
             "redis": self._redis_info(),
             "service_cpu": sum(cpu_seconds(pid) for pid in service),
+            "service_wakeups": sum(wakeups(pid) for pid in service),
             "service_rss_kb": sum(rss_kb(pid) for pid in service),
             "machine": machine_cpu(),
         }
@@ -343,6 +347,11 @@ class ManySites:
             )
             * 1e6
             / site_seconds,
+            "redis_wakeups_per_site_second": (r1["wakeups"] - r0["wakeups"]) / site_seconds,
+            "service_wakeups_per_site_second": (
+                after["service_wakeups"] - before["service_wakeups"]
+            )
+            / site_seconds,
             "service_rss_mib": after["service_rss_kb"] / 1024,
             "machine_busy_other_share": (busy - idle) / seconds
             - (service_cpu + redis_cpu_s) / seconds,
@@ -377,6 +386,10 @@ def report(result: dict[str, Any]) -> str:
             f"{w['redis_script_us_per_site_second']:.1f} µs (INFO commandstats usec)",
         ),
         ("Redis commands per site-second", f"{w['redis_commands_per_site_second']:.1f}"),
+        (
+            "Redis wake-ups per site-second",
+            f"{w.get('redis_wakeups_per_site_second', 0):.3f} (voluntary context switches)",
+        ),
         ("EVALSHA per site-second", f"{w['evalsha_per_site_second']:.2f}"),
         ("Redis commands", top),
         ("service CPU (all instances)", f"{w['service_cpu_share']:.1%} of a core"),
@@ -385,6 +398,10 @@ def report(result: dict[str, Any]) -> str:
             "  less its CPU with no reader",
             f"{w['service_net_us_per_site_second']:.1f} µs"
             f" (idle {result['idle']['service_cpu_share']:.2%} of a core)",
+        ),
+        (
+            "service wake-ups per site-second",
+            f"{w.get('service_wakeups_per_site_second', 0):.3f} (voluntary context switches)",
         ),
         ("service RSS (all instances)", f"{w['service_rss_mib']:.0f} MiB"),
         ("other processes", f"{w['machine_busy_other_share']:.0%} of a CPU"),

@@ -63,6 +63,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def wakeups(pid: int) -> int:
+    """How many times `pid`'s threads have gone to sleep and woken so far (their
+    voluntary context switches): a count of wake-ups that a busy machine does not blur."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
+
+
 def with_children(pid: int) -> list[int]:
     """`pid` and its direct children (the workers of `portalpulse serve --workers N`)."""
     pids = [pid]
