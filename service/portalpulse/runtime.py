@@ -24,9 +24,9 @@ log = logging.getLogger("portalpulse")
 NOT_SERVED = "the app is not served by `portalpulse serve` (its uvicorn WebSocket protocol)"
 
 LAG_PROBE_EVERY = 1.0
-LAG_PROBE_PHASE = 0.1
-"""The lag probe runs once a second, a tenth of a second after the tick (which
-falls on whole seconds, `clock.py`): a fan-out still writing then keeps it
+LAG_PROBE_AFTER = 0.1
+"""The lag probe runs once a second, a tenth of a second after the tick (both on
+the process's instants, `clock.py`): a fan-out still writing then keeps it
 waiting, so its blocks are seen, at one wake-up a second of an idle process."""
 DRAIN_WAIT = 1.0
 
@@ -143,10 +143,10 @@ class Pulse:
         # A fixed schedule: a probe re-armed after each firing would drift into
         # step with the tick and never see the loop blocked by a fan-out.
         loop = asyncio.get_running_loop()
-        expected = next_instant(loop.time(), LAG_PROBE_EVERY, LAG_PROBE_PHASE)
+        expected = next_instant(loop.time(), LAG_PROBE_EVERY, LAG_PROBE_AFTER)
         while True:
             await asyncio.sleep(max(0.0, expected - loop.time()))
             lag = loop.time() - expected
             metrics.event_loop_lag.observe(max(0.0, lag))
             # The next probe; those that a stall swallowed are skipped.
-            expected = next_instant(max(expected, loop.time()), LAG_PROBE_EVERY, LAG_PROBE_PHASE)
+            expected = next_instant(max(expected, loop.time()), LAG_PROBE_EVERY, LAG_PROBE_AFTER)

@@ -87,7 +87,8 @@ def test_a_connection_added_again_moves_and_a_later_slot_still_runs() -> None:
     keepalive.add(cast(PulseWebSocketProtocol, second), 105.0)
     keepalive.add(cast(PulseWebSocketProtocol, first), 110.0)  # moved
     loop.advance(130.0)
-    assert second.calls == [105.0] and first.calls == [110.0]
+    assert len(second.calls) == 1 and 105.0 <= second.calls[0] < 105.25
+    assert len(first.calls) == 1 and 110.0 <= first.calls[0] < 110.25
 
 
 INTERVAL = 15.0  # beat_interval, the ping interval and timeout of `portalpulse serve`

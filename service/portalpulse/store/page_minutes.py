@@ -172,4 +172,3 @@ class PageMinutes:
             }
             for minute, by_id in state.get("buckets", {}).items()
         }
-

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import struct
 from typing import TYPE_CHECKING, Any, cast
@@ -27,6 +26,7 @@ from websockets.extensions.permessage_deflate import (
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from ..clock import slot_of, slot_time
 from ..fanout import ABORT_EXTENSION, DIRECT_WRITE_EXTENSION, DirectWriter
 
 if TYPE_CHECKING:  # only the type of uvicorn's own send(), for the override
@@ -122,11 +122,11 @@ class Keepalive:
 
     def add(self, conn: PulseWebSocketProtocol, at: float) -> None:
         """Run `conn.keepalive_due` at `at` (loop time), or at most one slot after it."""
-        slot = math.ceil(at / self.step)
+        slot = slot_of(at, self.step)
         self.remove(conn)
         self.slots.setdefault(slot, {})[conn] = None
         conn.keepalive_slot = slot
-        when = slot * self.step
+        when = slot_time(slot, self.step)
         if not self._running and (self.timer is None or when < self.timer.when()):
             if self.timer is not None:
                 self.timer.cancel()
@@ -144,14 +144,14 @@ class Keepalive:
         self.timer, self._running = None, True
         now = self.loop.time()
         try:
-            for slot in sorted(s for s in self.slots if s * self.step <= now + 0.001):
+            for slot in sorted(s for s in self.slots if slot_time(s, self.step) <= now + 0.001):
                 for conn in self.slots.pop(slot):
                     conn.keepalive_slot = None
                     conn.keepalive_due(now)
         finally:
             self._running = False
             if self.slots:  # the first slot left
-                self.timer = self.loop.call_at(min(self.slots) * self.step, self._run)
+                self.timer = self.loop.call_at(slot_time(min(self.slots), self.step), self._run)
 
 
 _keepalive: Keepalive | None = None
