@@ -23,14 +23,15 @@ from websockets.extensions.permessage_deflate import (
     PerMessageDeflate,
     ServerPerMessageDeflateFactory,
 )
+from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from ..clock import slot_of, slot_time
 from ..fanout import ABORT_EXTENSION, DIRECT_WRITE_EXTENSION, DirectWriter
 
-if TYPE_CHECKING:  # only the type of uvicorn's own send(), for the override
-    from uvicorn._types import ASGISendEvent
+if TYPE_CHECKING:  # only the types of uvicorn's own send() and receive(), for the overrides
+    from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 
 TESTED = ((0, 55), (0, 56))
 """uvicorn versions [0.55, 0.56), as pinned in pyproject.toml (websockets-sansio
@@ -165,6 +166,77 @@ def keepalive_of(loop: asyncio.AbstractEventLoop, interval: float) -> Keepalive:
     return _keepalive
 
 
+class Inbox:
+    """The messages waiting for the app, and the app's wait for the next one: what
+    uvicorn keeps in an asyncio.Queue, whose three deques and Event took 3 KB of
+    every held connection. One reader (the app's task); `put_nowait`, `qsize`
+    and `empty` as the Queue's, which uvicorn's protocol calls."""
+
+    __slots__ = ("_messages", "_reader")
+
+    def __init__(self) -> None:
+        self._messages: list[ASGIReceiveEvent] = []  # a few at most (QUEUED_BEFORE_PAUSE)
+        self._reader: asyncio.Future[None] | None = None
+
+    def put_nowait(self, message: ASGIReceiveEvent) -> None:
+        self._messages.append(message)
+        if self._reader is not None and not self._reader.done():
+            self._reader.set_result(None)
+
+    def qsize(self) -> int:
+        return len(self._messages)
+
+    def empty(self) -> bool:
+        return not self._messages
+
+    def pop(self) -> ASGIReceiveEvent:
+        """The oldest message (there is one: see `empty`)."""
+        return self._messages.pop(0)
+
+    def arrival(self) -> asyncio.Future[None]:
+        """Done when a message is put (the reader awaits it while `empty`)."""
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.get_running_loop().create_future()
+        return self._reader
+
+
+class Writable:
+    """Whether the socket takes more data, as the asyncio.Event uvicorn keeps for it
+    (`set`, `clear`, `is_set`, `wait`), without the Event's deque per connection."""
+
+    __slots__ = ("_open", "_waiters")
+
+    def __init__(self) -> None:
+        self._open = True
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._open
+
+    def set(self) -> None:
+        self._open = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._open = False
+
+    async def wait(self) -> None:
+        if self._open:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
 def deflate_factory() -> ServerPerMessageDeflateFactory:
     """permessage-deflate as the service offers it (RFC 7692): without context
     takeover either way, so that one compressed frame suits every connection
@@ -173,6 +245,10 @@ def deflate_factory() -> ServerPerMessageDeflateFactory:
     return ServerPerMessageDeflateFactory(
         server_no_context_takeover=True, client_no_context_takeover=True
     )
+
+
+DEFLATE_OFFER = (deflate_factory(),)
+"""What every connection offers (a factory keeps only its settings): one for all."""
 
 
 class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -184,11 +260,18 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
     without context takeover, each distinct text frame compressed once for every
     connection, whichever path (direct or ASGI) sends it."""
 
-    _failed = False
-    _deflate = 0  # the negotiated window bits; 0: frames go uncompressed
-    keepalive_slot: int | None = None
-    _keepalive: Keepalive | None = None
-    heard = 0.0  # loop time the client last sent anything
+    # Every attribute, uvicorn's too, in a slot: a protocol's instance dict of some
+    # 40 keys, too many to share its keys with the others, took 1.5 KB a connection.
+    __slots__ = (
+        *("app", "app_state", "asgi_version", "client", "close_sent", "close_timeout"),
+        *("close_timer", "config", "conn", "connections", "curr_msg_data_type"),
+        *("default_headers", "disconnected", "frames", "handshake_complete"),
+        *("handshake_initiated", "initial_response", "last_ping_rtt", "logger", "loop"),
+        *("pending_ping_payload", "ping_interval", "ping_sent_at", "ping_timeout"),
+        *("ping_timer", "pong_timer", "queue", "read_paused", "request", "response"),
+        *("root_path", "scheme", "scope", "server", "tasks", "transport", "writable"),
+        *("_deflate", "_failed", "_keepalive", "heard", "keepalive_slot"),
+    )
 
     def __init__(
         self,
@@ -197,11 +280,20 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        self._failed = False
+        self._deflate = 0  # the negotiated window bits; 0: frames go uncompressed
+        self.keepalive_slot: int | None = None
+        self._keepalive: Keepalive | None = None
+        self.heard = 0.0  # loop time the client last sent anything
         super().__init__(config, server_state, app_state, _loop)
+        # Lighter stand-ins for uvicorn's asyncio.Queue and Event, with the methods
+        # its protocol calls on them (memory per held connection, docs/BENCHMARKS.md).
+        self.queue = Inbox()  # type: ignore[assignment]
+        self.writable = Writable()  # type: ignore[assignment]
         if config.ws_per_message_deflate:
             # uvicorn's own offer keeps a compressor per connection (context takeover).
             self.conn = ServerProtocol(
-                extensions=[deflate_factory()],
+                extensions=DEFLATE_OFFER,
                 max_size=config.ws_max_size,
                 logger=logging.getLogger("uvicorn.error"),
             )
@@ -243,6 +335,18 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
 
     # -- receiving --
 
+    async def receive(self) -> ASGIReceiveEvent:
+        """The app's next message, as uvicorn's receive: reading resumes once no
+        message waits."""
+        inbox = cast(Inbox, self.queue)
+        while inbox.empty():
+            await inbox.arrival()
+        message = inbox.pop()
+        if self.read_paused and inbox.empty():
+            self.read_paused = False
+            self.transport.resume_reading()
+        return message
+
     def send_receive_event_to_app(self) -> None:
         """Queue the message for the app, pausing reading only once
         QUEUED_BEFORE_PAUSE messages wait (uvicorn pauses after each one)."""
@@ -280,7 +384,13 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.write_eof()
         self.close_timer = self.loop.call_later(LINGER, self.transport.close)
 
-    async def run_asgi(self) -> None:
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if self.close_sent:
+            return  # refused by websockets: no scope, no app
+        # The app's task is created but has not run: its scope gets the extensions.
+        # (Not in a run_asgi override: that would be one more coroutine frame held
+        # by every connection for its whole life.)
         extensions = cast(dict[str, Any], self.scope).setdefault("extensions", {})
         for extension in self.conn.extensions:
             if isinstance(extension, PerMessageDeflate):
@@ -288,7 +398,6 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
                 self._deflate = extension.local_max_window_bits
         extensions[DIRECT_WRITE_EXTENSION] = {"write": self.write_frame, "deflate": self._deflate}
         extensions[ABORT_EXTENSION] = {"abort": self.abort}
-        await super().run_asgi()
 
     def write_frame(self, frame: bytes) -> bool:
         """Write one whole server frame now, when the connection is open and its
@@ -321,11 +430,20 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
             or self.initial_response is not None
         ):
             await super().send(message)
+            if message["type"] == "websocket.accept" and self.handshake_complete:
+                self.forget_handshake()
             return
         await self.writable.wait()
         if self.disconnected or self.conn.state is not State.OPEN:
             raise ClientDisconnected()
         self.transport.write(DirectWriter.wire(text, self._deflate))
+
+    def forget_handshake(self) -> None:
+        """The handshake is answered: its request's and response's headers are not
+        read again, yet uvicorn keeps both, and the websockets parser keeps the
+        request for as long as the connection lives (about 3 KB a connection)."""
+        self.request.headers.clear()
+        self.response.headers.clear()
 
     def abort(self) -> None:
         """Drop the socket at once, without waiting for unsent data to flush: for a
