@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from starlette.websockets import WebSocket
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 from websockets.asyncio.client import connect
 
 from portalpulse.web.uvicorn_ws import Inbox, PulseWebSocketProtocol, Writable
+from portalpulse.web.websocket import forget_headers
 
 
 async def echo(scope: Any, receive: Any, send: Any) -> None:
@@ -110,3 +112,20 @@ async def test_writable_releases_its_waiters_when_set() -> None:
     writable.set()
     await asyncio.wait_for(first, 1)
     assert cancelled.cancelled()
+
+
+def test_forget_headers_empties_the_scope_and_the_connection_headers() -> None:
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "query_string": b"site=demo",
+        "headers": [(b"origin", b"https://example.com"), (b"cookie", b"a=1")],
+    }
+
+    async def nothing() -> Any:
+        return None
+
+    ws = WebSocket(scope, nothing, nothing)  # type: ignore[arg-type]
+    assert ws.headers.get("origin") == "https://example.com"  # read, and cached
+    forget_headers(ws)
+    assert ws.scope["headers"] == [] and list(ws.headers.items()) == []

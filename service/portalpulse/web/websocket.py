@@ -7,6 +7,8 @@ import contextlib
 import logging
 import time
 
+from starlette.datastructures import QueryParams
+from starlette.types import Message
 from starlette.websockets import WebSocket
 
 from .. import metrics, protocol
@@ -22,9 +24,13 @@ from .sender import OneSlotSender
 log = logging.getLogger("portalpulse.ws")
 
 
+PATH = "/ws"
+
+
 async def websocket_endpoint(ws: WebSocket) -> None:
     pulse: Pulse = ws.app.state.pulse
-    site = pulse.settings.sites.get(ws.query_params.get("site", ""))
+    # Not `ws.query_params`, which would keep a parsed copy for the connection's life.
+    site = pulse.settings.sites.get(QueryParams(ws.scope["query_string"]).get("site", ""))
     if site is None:
         metrics.handshakes_refused.labels("404").inc()
         metrics.messages_rejected.labels("unknown_site").inc()
@@ -40,6 +46,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         )
         return
     ip = limit_key(client_address(ws))
+    forget_headers(ws)
     await ws.accept()
     if pulse.closing:
         await ws.close(CloseCode.SHUTDOWN)
@@ -59,6 +66,13 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         metrics.connections.labels("ws").dec()
         metrics.connections_closed.labels(str(conn.close_code)).inc()
         pulse.hub.part(site.id, conn, conn.visitor, conn.pages, conn.engaged)
+
+
+def forget_headers(ws: WebSocket) -> None:
+    """Empty the handshake's headers once read (`ws.headers` is empty from now on):
+    the scope and `ws.headers` would otherwise keep them, about 1 KB, for as long
+    as the connection is held."""
+    ws.scope["headers"].clear()  # the one list both of them hold
 
 
 class WsConnection(OneSlotSender):
@@ -90,9 +104,8 @@ class WsConnection(OneSlotSender):
 
     # -- receiving ---------------------------------------------------------------
 
-    async def _receive_text(self) -> str | None:
-        """The next text frame; None when the connection ended or was refused."""
-        message = await self.ws.receive()
+    async def _text_of(self, message: Message) -> str | None:
+        """The text of a received message; None when the connection ended or was refused."""
         if message["type"] == "websocket.disconnect":
             if not self.closed:
                 self.close_code = int(message.get("code") or CloseCode.ABNORMAL)
@@ -120,41 +133,54 @@ class WsConnection(OneSlotSender):
         return text
 
     async def run(self) -> None:
-        server = self.pulse.settings.server
+        if not await self._hello():
+            return
+        # The loop itself waits, with no local holding the last message: the
+        # shallowest stack a held connection can keep (docs/BENCHMARKS.md).
+        while not self.closed:
+            if not await self._take(await self.ws.receive()):
+                return
+
+    async def _hello(self) -> bool:
+        """The first message, a hello in time, welcomed; False: the connection ended."""
         try:
-            async with asyncio.timeout(server.hello_timeout):
-                text = await self._receive_text()
+            async with asyncio.timeout(self.pulse.settings.server.hello_timeout):
+                text = await self._text_of(await self.ws.receive())
         except TimeoutError:
             await self._refuse(
                 ProtocolError("hello_timeout", "no hello in time"), CloseCode.HELLO_TIMEOUT
             )
-            return
+            return False
         if text is None:
-            return
+            return False
         try:
             first = protocol.parse_client_frame(text, self.site)
             if not isinstance(first, Hello):
                 raise ProtocolError("out_of_order", f"{type(first).__name__.lower()} before hello")
         except ProtocolError as exc:
             await self._refuse(exc, CloseCode.BAD_MESSAGE)
-            return
+            return False
         self._welcome(first)
-        while not self.closed:
-            text = await self._receive_text()
-            if text is None:
-                return
-            try:
-                message = protocol.parse_client_frame(text, self.site)
-                if isinstance(message, Hello):
-                    raise ProtocolError("out_of_order", "hello was already sent")
-            except ProtocolError as exc:
-                await self._refuse(exc, CloseCode.BAD_MESSAGE)
-                return
-            metrics.ws_beats.inc()
-            if isinstance(message, Bye):
-                await self.close(CloseCode.BYE, "bye")
-                return
-            self._beat(message)
+        return True
+
+    async def _take(self, received: Message) -> bool:
+        """A message after hello; False: the connection ended."""
+        text = await self._text_of(received)
+        if text is None:
+            return False
+        try:
+            message = protocol.parse_client_frame(text, self.site)
+            if isinstance(message, Hello):
+                raise ProtocolError("out_of_order", "hello was already sent")
+        except ProtocolError as exc:
+            await self._refuse(exc, CloseCode.BAD_MESSAGE)
+            return False
+        metrics.ws_beats.inc()
+        if isinstance(message, Bye):
+            await self.close(CloseCode.BYE, "bye")
+            return False
+        self._beat(message)
+        return True
 
     def _welcome(self, hello: Hello) -> None:
         metrics.ws_beats.inc()
