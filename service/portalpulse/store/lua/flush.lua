@@ -119,10 +119,9 @@ local changed = false
 -- Set when a record waits on a new timer slot (the site's due time may move).
 local wheel_moved = false
 
-local DIGIT = {}
-for d = 0, 35 do
-  DIGIT[d] = string.sub('0123456789abcdefghijklmnopqrstuvwxyz', d + 1, d + 1)
-end
+-- Tables built on every call cost more than the lookups they save: each script
+-- call starts from nothing, so digits come from their alphabet by position.
+local DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
 local b36_memo = {}
 local function b36(n)
   n = math.floor(n)
@@ -135,7 +134,7 @@ local function b36(n)
   repeat
     local d = rest % 36
     digits = digits + 1
-    out[digits] = DIGIT[d]
+    out[digits] = string.sub(DIGITS, d + 1, d + 1)
     rest = (rest - d) / 36
   until rest <= 0
   local text = string.reverse(table.concat(out))
@@ -143,17 +142,27 @@ local function b36(n)
   return text
 end
 
-local B64 = {}
-do
-  local alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
-  for i = 1, 64 do
-    B64[string.byte(alphabet, i)] = i - 1
+-- The value of a base64url character (A-Z a-z 0-9 - _), 0 for any other byte.
+local function b64(c)
+  if not c then
+    return 0
+  elseif c >= 97 and c <= 122 then
+    return c - 71
+  elseif c >= 65 and c <= 90 then
+    return c - 65
+  elseif c >= 48 and c <= 57 then
+    return c + 4
+  elseif c == 45 then
+    return 62
+  elseif c == 95 then
+    return 63
   end
+  return 0
 end
 -- 18 bits of the token, for buckets.
 local function spread(tok)
   local a, b, c = string.byte(tok, 1, 3)
-  return ((B64[a] or 0) * 64 + (B64[b] or 0)) * 64 + (B64[c] or 0)
+  return (b64(a) * 64 + b64(b)) * 64 + b64(c)
 end
 local function bucket_key(tok)
   return P .. 'v:' .. spread(tok) % NB
