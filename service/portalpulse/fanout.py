@@ -184,11 +184,23 @@ bits of the connection's permessage-deflate (no server context takeover), 0 when
 it has none (see `web/uvicorn_ws.py`)."""
 ABORT_EXTENSION = "portalpulse.abort"
 """ASGI scope extension: {"abort": () -> None}, drop the socket without a goodbye."""
+TEXT_EXTENSION = "portalpulse.text"
+"""ASGI scope extension: {"take": (handler: (text: str) -> bool) -> None}. From then
+on the server hands each text message to `handler` as it reads it, when no message
+waits in the receive queue; True: handled, False: queued for `receive()` as usual.
+A beat then costs no task switch (see `web/websocket.py`)."""
 
 
 def _extension(scope: Mapping[str, Any], name: str, key: str) -> Any:
     extension = (scope.get("extensions") or {}).get(name) or {}
     return extension.get(key)
+
+
+def text_handler_of(scope: Mapping[str, Any]) -> Callable[[Callable[[str], bool]], None] | None:
+    """The server's way to hand this connection's text messages to a handler as it
+    reads them (TEXT_EXTENSION), when it offers one."""
+    take: Callable[[Callable[[str], bool]], None] | None = _extension(scope, TEXT_EXTENSION, "take")
+    return take
 
 
 def abort_of(scope: Mapping[str, Any]) -> Callable[[], None] | None:

@@ -12,6 +12,7 @@ from websockets.exceptions import InvalidStatus
 
 from support.client import Reader, page, visitor_id
 from support.processes import DEMO_SITE, FAST_TIMING, metric, wait_until
+from support.raw_ws import masked_text, read_until_closed, stalled_reader
 
 PUSH = 0.5
 
@@ -77,6 +78,24 @@ async def test_bad_messages_after_hello_close_4400_and_count_nothing_new(make_se
     binary = await Reader.open(service.ws_url)
     await binary.ws.send(b"\x00\x01")
     assert await binary.wait_closed(5) == 4400
+
+
+async def test_a_beat_behind_a_bad_message_is_not_counted(make_service) -> None:
+    # One TCP segment: a bad message, then a beat that opens a page. The service
+    # takes beats as it reads them, but not past a message still waiting for an
+    # answer: the connection closes 4400 and the page is never counted.
+    service = make_service()
+    sock = stalled_reader(service.port, origin="http://localhost:8000")
+    try:
+        wait_until(lambda: service.stats()["today"]["views"] == 1, PUSH + 2, "the hello's view")
+        bad = json.dumps({"type": "nope"})
+        beat = json.dumps({"type": "beat", "engaged": True, "pages": [page("/khac.html")]})
+        sock.sendall(masked_text(bad) + masked_text(beat))
+        assert read_until_closed(sock, 5)
+    finally:
+        sock.close()
+    time.sleep(PUSH * 3)  # let a wrongly counted view reach the store
+    assert service.stats()["today"]["views"] == 1
 
 
 async def test_no_hello_in_time_closes_4408(make_service) -> None:

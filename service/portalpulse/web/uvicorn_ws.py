@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import uvicorn
@@ -28,7 +29,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from ..clock import slot_of, slot_time
-from ..fanout import ABORT_EXTENSION, DIRECT_WRITE_EXTENSION, DirectWriter
+from ..fanout import ABORT_EXTENSION, DIRECT_WRITE_EXTENSION, TEXT_EXTENSION, DirectWriter
 
 if TYPE_CHECKING:  # only the types of uvicorn's own send() and receive(), for the overrides
     from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
@@ -252,9 +253,10 @@ DEFLATE_OFFER = (deflate_factory(),)
 
 
 class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets-sansio protocol with two ASGI extensions:
-    `portalpulse.direct_write` {"write": bytes -> bool, "deflate": int} and
-    `portalpulse.abort` {"abort": () -> None}; a failed connection (a frame
+    """uvicorn's websockets-sansio protocol with three ASGI extensions:
+    `portalpulse.direct_write` {"write": bytes -> bool, "deflate": int},
+    `portalpulse.abort` {"abort": () -> None} and `portalpulse.text` {"take":
+    handler -> None} (`fanout.TEXT_EXTENSION`); a failed connection (a frame
     over the size limit) that lets its close frame reach the client; and, with
     uvicorn's `ws_per_message_deflate` (`server.ws_deflate`), permessage-deflate
     without context takeover, each distinct text frame compressed once for every
@@ -270,7 +272,7 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
         *("pending_ping_payload", "ping_interval", "ping_sent_at", "ping_timeout"),
         *("ping_timer", "pong_timer", "queue", "read_paused", "request", "response"),
         *("root_path", "scheme", "scope", "server", "tasks", "transport", "writable"),
-        *("_deflate", "_failed", "_keepalive", "heard", "keepalive_slot"),
+        *("_deflate", "_failed", "_keepalive", "_text_handler", "heard", "keepalive_slot"),
     )
 
     def __init__(
@@ -285,6 +287,7 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
         self.keepalive_slot: int | None = None
         self._keepalive: Keepalive | None = None
         self.heard = 0.0  # loop time the client last sent anything
+        self._text_handler: Callable[[str], bool] | None = None
         super().__init__(config, server_state, app_state, _loop)
         # Lighter stand-ins for uvicorn's asyncio.Queue and Event, with the methods
         # its protocol calls on them (memory per held connection, docs/BENCHMARKS.md).
@@ -347,9 +350,29 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.resume_reading()
         return message
 
+    def take_text(self, handler: Callable[[str], bool]) -> None:
+        """From now on, hand text messages to `handler` as they are read (TEXT_EXTENSION)."""
+        self._text_handler = handler
+
     def send_receive_event_to_app(self) -> None:
-        """Queue the message for the app, pausing reading only once
-        QUEUED_BEFORE_PAUSE messages wait (uvicorn pauses after each one)."""
+        """Hand a text message to the app's handler when it takes it (nothing
+        waiting before it), else queue the message for the app, pausing reading
+        only once QUEUED_BEFORE_PAUSE messages wait (uvicorn pauses after each one)."""
+        handler = self._text_handler
+        if (
+            handler is not None
+            and self.curr_msg_data_type == "text"
+            and not self.close_sent
+            and self.queue.empty()
+        ):
+            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                text = None  # uvicorn's own path refuses it (1007)
+            if text is not None and handler(text):
+                self.frames = []
+                return
         paused = self.read_paused
         self.read_paused = True  # so that uvicorn does not pause reading now
         try:
@@ -398,6 +421,7 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
                 self._deflate = extension.local_max_window_bits
         extensions[DIRECT_WRITE_EXTENSION] = {"write": self.write_frame, "deflate": self._deflate}
         extensions[ABORT_EXTENSION] = {"abort": self.abort}
+        extensions[TEXT_EXTENSION] = {"take": self.take_text}
 
     def write_frame(self, frame: bytes) -> bool:
         """Write one whole server frame now, when the connection is open and its

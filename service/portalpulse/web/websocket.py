@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket
 from .. import metrics, protocol
 from ..config import SiteSettings
 from ..deltas import want_mask
+from ..fanout import text_handler_of
 from ..limiter import TokenBucket
 from ..protocol import Beat, Bye, CloseCode, Hello, Page, ProtocolError
 from ..runtime import Pulse
@@ -161,6 +162,9 @@ class WsConnection(OneSlotSender):
             await self._refuse(exc, CloseCode.BAD_MESSAGE)
             return False
         self._welcome(first)
+        take = text_handler_of(self.ws.scope)
+        if take is not None:
+            take(self._take_beat)
         return True
 
     async def _take(self, received: Message) -> bool:
@@ -179,6 +183,24 @@ class WsConnection(OneSlotSender):
         if isinstance(message, Bye):
             await self.close(CloseCode.BYE, "bye")
             return False
+        self._beat(message)
+        return True
+
+    def _take_beat(self, text: str) -> bool:
+        """A message as the server reads it (TEXT_EXTENSION): a beat is handled here
+        and now, at no task switch; anything else (a bye, an error to answer)
+        goes to the receive loop, which checks it again and answers."""
+        limit = self.pulse.settings.server.max_frame_bytes
+        if self.closed or len(text) > limit or len(text.encode()) > limit:
+            return False
+        try:
+            message = protocol.parse_client_frame(text, self.site)
+        except ProtocolError:
+            return False
+        rate = self.pulse.settings.server.max_messages_per_second
+        if not isinstance(message, Beat) or not self._bucket.take(time.monotonic(), rate, rate):
+            return False
+        metrics.ws_beats.inc()
         self._beat(message)
         return True
 
