@@ -121,7 +121,7 @@ class WsConnection(OneSlotSender):
                 ProtocolError("bad_message", "frames must be JSON text"), CloseCode.BAD_MESSAGE
             )
             return None
-        if len(text) > server.max_frame_bytes or len(text.encode()) > server.max_frame_bytes:
+        if self._too_big(text):
             metrics.messages_rejected.labels("too_big").inc()
             await self.close(CloseCode.TOO_BIG, "frame too big")
             return None
@@ -132,6 +132,10 @@ class WsConnection(OneSlotSender):
             )
             return None
         return text
+
+    def _too_big(self, text: str) -> bool:
+        limit = self.pulse.settings.server.max_frame_bytes
+        return len(text) > limit or len(text.encode()) > limit
 
     async def run(self) -> None:
         if not await self._hello():
@@ -190,8 +194,7 @@ class WsConnection(OneSlotSender):
         """A message as the server reads it (TEXT_EXTENSION): a beat is handled here
         and now, at no task switch; anything else (a bye, an error to answer)
         goes to the receive loop, which checks it again and answers."""
-        limit = self.pulse.settings.server.max_frame_bytes
-        if self.closed or len(text) > limit or len(text.encode()) > limit:
+        if self.closed or self._too_big(text):
             return False
         try:
             message = protocol.parse_client_frame(text, self.site)
