@@ -50,6 +50,10 @@
 --             anything a snapshot shows), DUE is when a flush with nothing new
 --             next has something to expire (store time, seconds; '' when never).
 --             Instances read it to skip flushing a quiet site (store/redis.py).
+--             A new TAG, or a DUE that comes sooner, is also published (`b.pub`:
+--             PUBLISH, or SPUBLISH on a Cluster) on the channel named like the
+--             key, as "TIME|TAG|DUE": instances subscribed to it need not read
+--             the key at all while nothing changes (store/redis_feed.py).
 -- ARGV: 1 key prefix "pp:{site}:", 2 the batch as JSON (see store/redis.py)
 
 local R = 4294967296
@@ -113,6 +117,22 @@ local function ms(seconds)
   return math.floor((seconds - EPOCH) * 1000 + 0.5)
 end
 local nowms = ms(now)
+
+-- Whether an instance that publishes nothing (a version from before the feed:
+-- its id lacks the '+' that marks the others) flushed this site within the TTL:
+-- then the others must go on reading `st`, which it may change unannounced.
+-- 1 or 0 when the instance asks (`b.lg`, every few seconds), else nil.
+local function unannounced_peer()
+  if not b.lg then
+    return nil
+  end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+    if string.sub(id, -1) ~= '+' then
+      return 1
+    end
+  end
+  return 0
+end
 
 -- Set by every write that a snapshot (not the detail) can show.
 local changed = false
@@ -655,7 +675,8 @@ if all_plain and not expire and not changed and not wheel_moved and #uv == 0
     end
   end
   if next(fresh) == nil then
-    return cjson.encode({same = 1, v = tag, due = was_due, ts = string.format('%.3f', now)})
+    return cjson.encode({same = 1, v = tag, due = was_due, ts = string.format('%.6f', now),
+                         old = unannounced_peer()})
   end
   seen = fresh -- a new bucket each: 3b below, then the whole script
 end
@@ -871,6 +892,7 @@ end
 -- 5. The content's tag and when the site next has something due: a timer
 -- slot, views leaving the window, or the next minute (its history entry). An
 -- instance that already holds the snapshot of this tag gets only the tag.
+local old_tag = tag
 if changed or not tag or tag == '' then
   local epoch, n = string.match(tag or '', '^(.*)%.(%d+)$')
   if not epoch then
@@ -892,9 +914,17 @@ next_due = string.format('%.3f', next_due)
 local state = tag .. '|' .. next_due
 if state ~= old_state then
   redis.call('SET', st, state)
+  -- A later DUE alone is not announced: an instance that still expects the old
+  -- one reads `st` then, and finds the new one (one read, not a message to every
+  -- instance each time a timer moves on).
+  if b.pub and (tag ~= old_tag or not was_due or was_due == ''
+                or tonumber(next_due) < tonumber(was_due)) then
+    redis.call(b.pub, st, string.format('%.6f', now) .. '|' .. state)
+  end
 end
 if b.kv == tag and not b.detail and not b.pm then
-  return cjson.encode({same = 1, v = tag, due = next_due, ts = string.format('%.3f', now)})
+  return cjson.encode({same = 1, v = tag, due = next_due, ts = string.format('%.6f', now),
+                       old = unannounced_peer()})
 end
 
 -- 6. The snapshot.
@@ -927,9 +957,10 @@ local answer = {
   trending = top(b.n),
   today = day_counts(dayk, uvk),
   total = tonumber(redis.call('GET', total) or '0'),
-  ts = string.format('%.3f', now),
+  ts = string.format('%.6f', now),
   v = tag,
   due = next_due,
+  old = unannounced_peer(),
 }
 if b.y ~= false then
   answer.yesterday = day_counts(P .. 'day:' .. b.y, P .. 'uv:' .. b.y)
