@@ -2,6 +2,7 @@
 
 This module connects and answers the reads; the rest lives beside it:
 - `redis_flush.py`: the tick's flush (lua/flush.lua) and the quiet-site check,
+- `redis_feed.py`: what Redis announces of each site, so quiet sites need no read,
 - `redis_replies.py`: the script's replies read into snapshots,
 - `redis_history.py`: days, top pages, months and years,
 - `redis_shared.py`: once-claims, event logs and notes every instance shares.
@@ -31,6 +32,7 @@ from .base import (
     StoreUnavailable,
 )
 from .page_minutes import PAGE_MINUTES, PageDetail, detail_from_buckets
+from .redis_feed import Feed
 from .redis_flush import Flusher, site_prefix
 from .redis_history import read_days, read_periods, read_top_pages
 from .redis_replies import text
@@ -56,10 +58,13 @@ def unavailable_on_error() -> Iterator[None]:
 
 
 class RedisStore(Store):
-    def __init__(self, url: str, clock_offset: float = 0.0) -> None:
+    def __init__(self, url: str, clock_offset: float = 0.0, follow: bool = True) -> None:
         self.url = url
-        self.instance_id = uuid.uuid4().hex[:8]
+        # The '+' tells the flush script that this instance announces what it
+        # changes (redis_feed.py); ids of versions before that lack it.
+        self.instance_id = uuid.uuid4().hex[:8] + "+"
         self.flusher = Flusher(self.instance_id, clock_offset)
+        self.follow = follow  # False: read every quiet site's `st` each tick, as before
         self.client: aioredis.Redis | RedisCluster | None = None
         self.cluster = False
         self._connecting = asyncio.Lock()
@@ -118,11 +123,17 @@ class RedisStore(Store):
             )
             client = aioredis.Redis.from_pool(pool)
         await self.flusher.load_script(client)
+        self.flusher.publish = "SPUBLISH" if self.cluster else "PUBLISH"
+        if self.follow and self.flusher.feed is None:
+            self.flusher.feed = Feed(self.url, options)
         self.client = client
         log.info("store: %s at %s", "redis cluster" if self.cluster else "redis", self._safe_url())
         return client
 
     async def close(self) -> None:
+        feed, self.flusher.feed = self.flusher.feed, None
+        if feed is not None:
+            await feed.close()
         if self.client is not None:
             await self.client.aclose()
             self.client = None

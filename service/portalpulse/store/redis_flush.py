@@ -5,9 +5,11 @@ hash tag `{site}`; all sites of a tick go in one pipeline, so a tick costs one
 round trip per Redis node whatever the number of beats.
 
 A quiet site costs almost nothing: a site with nothing new from this instance,
-nothing due to expire and a snapshot already held is checked with one key read
-(all such sites in one MGET), and flushed only when another instance changed
-what its snapshot shows (see `Known`).
+nothing due to expire and a snapshot already held is answered from what is
+held while Redis has announced no change (`redis_feed.py`); a site the feed
+cannot vouch for, or whose due time came, is checked with one key read (all
+such sites in one MGET), and flushed only when another instance changed what
+its snapshot shows (see `Known`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import base64
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -27,6 +30,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from .base import DETAIL_MINUTES, DETAIL_PAGES, SiteBatch, SiteSnapshot, StoreUnavailable
 from .page_minutes import BUCKET_TTL
+from .redis_feed import Feed
 from .redis_replies import snapshot_from_reply, text
 
 Client = Redis | RedisCluster
@@ -72,6 +76,9 @@ class Known:
     flushed: float  # store time of the flush that answered `snapshot`
     snapshot: SiteSnapshot  # answered as it is, the very object, while nothing changed
     state: bytes | str | None = None  # `st` as last read, when it named `tag`
+    # An instance that announces nothing flushes the site (flush.lua says so): read
+    # `st` every tick, whatever the feed heard.
+    unannounced: bool = False
 
     def holds(self, batch: SiteBatch) -> bool:
         """Whether `batch` may be answered from this snapshot if the tag is unchanged
@@ -89,6 +96,12 @@ class Known:
         )
 
 
+AUDIT_EVERY = 5.0
+"""Seconds: even sites the feed follows are read this often (all in one MGET), so
+that a link lost without a word, or an instance of a version that announces
+nothing, delays what another instance changed by this much at most."""
+
+
 class Flusher:
     """Runs the flush script for one instance (`instance_id`) and keeps, per
     configured site (never keyed by client input), the last snapshot it read."""
@@ -102,6 +115,19 @@ class Flusher:
         # The store's clock minus this machine's (clock_offset aside), from the
         # `ts` of flushes: tells when a site is due without asking the store.
         self._skew = 0.0
+        # What Redis announces, when the store follows it: None reads `st` of every
+        # quiet site every tick. `publish` is the command the script announces with.
+        self.feed: Feed | None = None
+        self.publish: str | None = None
+        self._next_audit = 0.0  # monotonic time of the next read of followed sites
+        # What may make a held snapshot stale whatever the feed says: a flush of the
+        # site still out (its operations are not in it yet), or a store that failed
+        # the last flush (a stalled Redis announces nothing either).
+        self._in_flight: Counter[str] = Counter()
+        self._failing = False
+        # site -> monotonic time its script last said whether an instance that
+        # announces nothing shares it (asked every AUDIT_EVERY: one more command)
+        self._peers_asked: dict[str, float] = {}
 
     async def load_script(self, client: Client) -> None:
         self._sha = await client.script_load(FLUSH_SCRIPT)
@@ -117,16 +143,50 @@ class Flusher:
         from what is held when their tag is unchanged, the others by the script."""
         if not batches:
             return []
+        flying = self._in_flight
+        for batch in batches:
+            flying[batch.site] += 1
+        try:
+            answers = await self._flush(client, cluster, batches)
+        except BaseException:
+            self._failing = True
+            raise
+        finally:
+            for batch in batches:
+                flying[batch.site] -= 1
+                if not flying[batch.site]:
+                    del flying[batch.site]
+        self._failing = False
+        return answers
+
+    async def _flush(
+        self, client: Client, cluster: bool, batches: Sequence[SiteBatch]
+    ) -> list[SiteSnapshot]:
         now = self.store_now()
+        feed = self.feed
+        if feed is not None:
+            followed = feed.followed
+            for batch in batches:
+                if batch.site not in followed:
+                    feed.follow(client, batch.site, site_prefix(batch.site))
+            await feed.subscribe_new()
         answers: list[SiteSnapshot | None] = [None] * len(batches)
         quiet = [
             i
             for i, batch in enumerate(batches)
             if (known := self.known.get(batch.site)) is not None and known.holds(batch)
         ]
+        if feed is not None and quiet:
+            quiet = self._answer_followed(client, feed, batches, quiet, answers, now)
         # One round trip: the quiet sites' `st` keys, then the other sites' scripts.
         quiet_set = set(quiet)
-        busy = [i for i in range(len(batches)) if i not in quiet_set]
+        busy = [i for i in range(len(batches)) if i not in quiet_set and answers[i] is None]
+        sent = time.monotonic()
+        tickets = (
+            {i: feed.ticket(batches[i].site, sent) for i in (*quiet, *busy)}
+            if feed is not None
+            else {}
+        )
         pipe = client.pipeline(transaction=False)
         keys = self._state_keys_of([batches[i].site for i in quiet])
         if quiet and cluster:
@@ -147,6 +207,9 @@ class Flusher:
         await self._read_scripts(
             client, [batches[i] for i in busy], busy, calls, held, results[reads:], answers
         )
+        if feed is not None:
+            for i, ticket in tickets.items():
+                feed.synced(batches[i].site, ticket)
         # Quiet sites that another instance changed, or that fell due: their scripts.
         stale = [i for i in quiet if answers[i] is None]
         if stale:
@@ -157,6 +220,42 @@ class Flusher:
             results = await pipe.execute(raise_on_error=False)
             await self._read_scripts(client, stale_batches, stale, calls, held, results, answers)
         return [answer for answer in answers if answer is not None]
+
+    def _answer_followed(
+        self,
+        client: Client,
+        feed: Feed,
+        batches: Sequence[SiteBatch],
+        quiet: list[int],
+        answers: list[SiteSnapshot | None],
+        now: float,
+    ) -> list[int]:
+        """Answer, with no read, the quiet sites the feed follows and that nothing
+        announced has changed; the quiet sites left to read (all of them, every
+        AUDIT_EVERY seconds)."""
+        mono = time.monotonic()
+        if mono >= self._next_audit:
+            self._next_audit = mono + AUDIT_EVERY
+            feed.rehome(client)
+            return quiet
+        if self._failing:
+            return quiet
+        flying = self._in_flight
+        known_of = self.known
+        left = []
+        for i in quiet:
+            site = batches[i].site
+            known = known_of[site]
+            if (
+                not known.unannounced
+                and flying[site] == 1  # this flush alone
+                and feed.follows(site)
+                and feed.current(site, known.tag, known.due, known.flushed, now)
+            ):
+                answers[i] = known.snapshot
+            else:
+                left.append(i)
+        return left
 
     def _args(self, batch: SiteBatch, known: str) -> tuple[list[str], list[str]]:
         prefix = site_prefix(batch.site)
@@ -192,6 +291,12 @@ class Flusher:
             "titles": [[page, title] for page, title in batch.titles.items()],
             "pmt": BUCKET_TTL,
         }
+        if self.publish is not None:
+            payload["pub"] = self.publish
+            mono = time.monotonic()
+            if mono - self._peers_asked.get(batch.site, -AUDIT_EVERY) >= AUDIT_EVERY:
+                self._peers_asked[batch.site] = mono
+                payload["lg"] = 1
         if batch.counter_sets:
             # The views go in their sets: the script counts each set once (flush.lua).
             payload["views"], payload["vt"], payload["ar"] = [], 0, []
@@ -291,6 +396,8 @@ class Flusher:
         else:
             snapshot = snapshot_from_reply(batch.site, data)
         latest = self.known.get(batch.site)
+        old = data.get("old")  # absent when not asked: as the last answer said
+        unannounced = bool(old) if old is not None else bool(latest and latest.unannounced)
         if latest is None or latest.flushed <= ts:
             # Kept for quiet flushes, which ask for no detail and no month or year: a
             # dashboard's extras would be stale by then.
@@ -298,7 +405,12 @@ class Flusher:
             if snapshot.detail or snapshot.month or snapshot.year:
                 kept = replace(snapshot, detail=None, month=None, year=None)
             self.known[batch.site] = Known(
-                str(data["v"]), float(data["due"]), _shape(batch), ts, kept
+                str(data["v"]),
+                float(data["due"]),
+                _shape(batch),
+                ts,
+                kept,
+                unannounced=unannounced,
             )
         return snapshot
 
