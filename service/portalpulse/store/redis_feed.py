@@ -38,7 +38,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 log = logging.getLogger("portalpulse.store")
 
@@ -232,7 +232,10 @@ class Feed:
         if link is not None and channel in link.sites:
             return
         if isinstance(client, RedisCluster):
-            node = client.get_node_from_key(channel)
+            try:
+                node = client.get_node_from_key(channel)
+            except RedisClusterException:
+                return  # no node owns the slot now: read, and try again next flush
             if node is None:
                 return
             name = node.name
@@ -324,7 +327,10 @@ class Feed:
             return
         for site, link in list(self._home.items()):
             channel = self._channel[site]
-            node = client.get_node_from_key(channel)
+            try:
+                node = client.get_node_from_key(channel)
+            except RedisClusterException:
+                node = None
             if node is not None and node.name != link.name and channel in link.sites:
                 link.drop(channel)
 
