@@ -41,8 +41,8 @@ FANOUT_SLICE = 1000
 class Subscriber(Protocol):
     """A local connection that receives a site's frames."""
 
-    def offer(self, frame: str) -> None:
-        """Take the newest frame; never block the caller."""
+    def offer(self, frame: str) -> bool:
+        """Take the newest frame; never block the caller. True: it went out now."""
 
     def shut(self, code: int, reason: str = "") -> None:
         """Close the connection (shutting down)."""
@@ -54,8 +54,9 @@ class Reader(Subscriber, Protocol):
 
     want: int
 
-    def offer_fields(self, fields: SiteFields, frame_for: Callable[[int, int], str | None]) -> None:
-        """Take what it lacks of the site's newest fields; never block the caller."""
+    def offer_fields(self, fields: SiteFields, frame_for: Callable[[int, int], str | None]) -> bool:
+        """Take what it lacks of the site's newest fields; never block the caller.
+        True: a frame went out now."""
 
 
 @dataclass(slots=True)
@@ -125,15 +126,17 @@ class Fanout:
         fields.record(snap, audience.site)
         frame_for = fields.grouped()  # each distinct delta encoded once
         subscribers = list(audience.subscribers)
+        sent = 0
         for first in range(0, len(subscribers), FANOUT_SLICE):
             if first:
                 # Let pongs, beats and new connections in between slices.
                 await asyncio.sleep(0)
             for subscriber in subscribers[first : first + FANOUT_SLICE]:
                 if subscriber.want:
-                    subscriber.offer_fields(fields, frame_for)
+                    sent += subscriber.offer_fields(fields, frame_for)
                 else:
-                    subscriber.offer(frame)
+                    sent += subscriber.offer(frame)
+        metrics.snapshots_sent.inc(sent)  # once per push: a counter's lock per frame costs
         metrics.push_seconds.observe(time.perf_counter() - started)
         return True
 
@@ -148,8 +151,10 @@ class Fanout:
         if key == audience.dashboard_key:
             return
         audience.dashboard_key = key
+        sent = 0
         for watcher in list(audience.watchers):
-            watcher.offer(frame)
+            sent += watcher.offer(frame)
+        metrics.snapshots_sent.inc(sent)
 
     def current_frame(self, site_id: str, snap: SiteSnapshot | None) -> str | None:
         """The frame of `snap` (the site's latest), for a connection that just said hello."""

@@ -36,11 +36,11 @@ class Reader:
 
     want = 0
 
-    def offer(self, frame: str) -> None:
-        pass
+    def offer(self, frame: str) -> bool:
+        return True
 
-    def offer_fields(self, fields: object, frame_for: object) -> None:
-        pass
+    def offer_fields(self, fields: object, frame_for: object) -> bool:
+        return True
 
     def shut(self, code: int, reason: str = "") -> None:
         pass

@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from portalpulse import metrics
 from portalpulse.config import SiteSettings
 from portalpulse.domain import DayCounts, SiteSnapshot, TrendingPage
 from portalpulse.fanout import (
@@ -34,8 +35,9 @@ class Screen:
         self.frames: list[str] = []
         self.shut_with: int | None = None
 
-    def offer(self, frame: str) -> None:
+    def offer(self, frame: str) -> bool:
         self.frames.append(frame)
+        return True
 
     def shut(self, code: int, reason: str = "") -> None:
         self.shut_with = code
@@ -51,7 +53,10 @@ async def test_a_changed_snapshot_is_offered_once_to_every_reader_as_one_string(
     screens = [Screen() for _ in range(3)]
     for screen in screens:
         fanout.subscribe("myhao", screen)
+    sent_before = metrics.REGISTRY.get_sample_value("portalpulse_snapshots_sent_total")
     await fanout.push("myhao", snapshot(2), now=10.0)
+    sent = metrics.REGISTRY.get_sample_value("portalpulse_snapshots_sent_total")
+    assert sent == (sent_before or 0) + 3, "every frame that went out is counted"
     frames = [screen.frames for screen in screens]
     assert frames[0] == frames[1] == frames[2] and len(frames[0]) == 1
     assert frames[0][0] is frames[1][0], "encoded once for every reader"

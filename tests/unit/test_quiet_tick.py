@@ -37,10 +37,11 @@ class Screen:
     def __init__(self) -> None:
         self.frames: list[str] = []
 
-    def offer(self, frame: str) -> None:
+    def offer(self, frame: str) -> bool:
         self.frames.append(frame)
+        return True
 
-    def offer_fields(self, fields: Any, frame_for: Any) -> None:
+    def offer_fields(self, fields: Any, frame_for: Any) -> bool:
         raise AssertionError("a v1 reader")
 
     def shut(self, code: int, reason: str = "") -> None:

@@ -17,6 +17,7 @@ from typing import Protocol, cast
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 
+from .. import metrics
 from ..fanout import Subscriber
 from ..protocol import CloseCode
 from ..store.base import StoreUnavailable
@@ -85,7 +86,8 @@ async def dashboard_socket(ws: WebSocket) -> None:
     feed.watch(site_id, watcher)
     try:
         with contextlib.suppress(StoreUnavailable):
-            watcher.offer(await feed.read_dashboard(site_id))
+            if watcher.offer(await feed.read_dashboard(site_id)):
+                metrics.snapshots_sent.inc()
         await _hold(ws, watcher, session, site_id)
     finally:
         watcher.closed = True

@@ -100,27 +100,30 @@ class OneSlotSender:
         self._closing: asyncio.Task[None] | None = None
         self._direct = delivery.direct_writer(ws.scope)
 
-    def offer(self, frame: str) -> None:
-        """A v1 client's whole snapshot."""
+    def offer(self, frame: str) -> bool:
+        """A v1 client's whole snapshot; True when it went out now (the caller
+        counts it: the fan-out adds one sum per push, not one per connection)."""
         if self.closed:
-            return
+            return False
         if self._sending is not None:
             self._hold(frame)
-            return
-        self._send_now(frame)
+            return False
+        return self._send_now(frame)
 
-    def offer_fields(self, fields: SiteFields, frame_for: FrameFor) -> None:
+    def offer_fields(self, fields: SiteFields, frame_for: FrameFor) -> bool:
         """A client with `want`: the wanted fields changed since its last frame, if any.
-        `frame_for` is `fields.frame_for`, or its per-fan-out memo (`grouped`)."""
+        `frame_for` is `fields.frame_for`, or its per-fan-out memo (`grouped`). True
+        when a frame went out now (the caller counts it)."""
         if self.closed:
-            return
+            return False
         if self._sending is not None:
             self._hold(fields)
-            return
+            return False
         frame = frame_for(self.want, self.synced)
-        if frame is not None:
-            self.synced = fields.seq
-            self._send_now(frame)
+        if frame is None:
+            return False
+        self.synced = fields.seq
+        return self._send_now(frame)
 
     def _hold(self, pending: str | SiteFields) -> None:
         if self._pending is not None:
@@ -132,20 +135,21 @@ class OneSlotSender:
     def too_slow(self) -> None:
         self.lost()
 
-    def _send_now(self, frame: str) -> None:
-        if self._direct is not None and self._direct.write(frame):
-            metrics.snapshots_sent.inc()
-            return
+    def _send_now(self, frame: str) -> bool:
+        """Write `frame` now (directly, or through ASGI); False when the socket is gone."""
+        direct = self._direct
+        if direct is not None and direct.write(frame):
+            return True
         try:
             task = run_eagerly(self.ws.send({"type": "websocket.send", "text": frame}))
         except Exception:
             self.lost()
-            return
-        metrics.snapshots_sent.inc()
+            return False
         if task is not None:
             self._sending = task
             self._blocked_since = time.monotonic()
             task.add_done_callback(self._sent)
+        return True
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sending = None
@@ -154,9 +158,11 @@ class OneSlotSender:
             return
         pending, self._pending = self._pending, None
         if isinstance(pending, SiteFields):
-            self.offer_fields(pending, pending.frame_for)
-        elif pending is not None and not self.closed:
-            self._send_now(pending)
+            sent = self.offer_fields(pending, pending.frame_for)
+        else:
+            sent = pending is not None and not self.closed and self._send_now(pending)
+        if sent:
+            metrics.snapshots_sent.inc()
 
     def lost(self) -> None:
         """The peer is gone or hopeless: drop the socket without a goodbye."""

@@ -223,12 +223,12 @@ class WsConnection(OneSlotSender):
         hub = self.pulse.hub
         if self.want:
             fields = hub.current_fields(self.site.id)
-            if fields is not None:
-                self.offer_fields(fields, fields.frame_for)
+            if fields is not None and self.offer_fields(fields, fields.frame_for):
+                metrics.snapshots_sent.inc()
             return fields is not None
         frame = hub.current_frame(self.site.id)
-        if frame is not None:
-            self.offer(frame)
+        if frame is not None and self.offer(frame):
+            metrics.snapshots_sent.inc()
         return frame is not None
 
     async def _first_snapshot(self) -> None:
