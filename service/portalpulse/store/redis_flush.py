@@ -84,16 +84,23 @@ class Known:
         """Whether `batch` may be answered from this snapshot if the tag is unchanged
         and nothing is due."""
         return (
-            not batch.ops
-            and not batch.views
-            and not batch.total_views
-            and not batch.titles
+            not _news(batch)
             and not batch.detail
             and not batch.periods
-            and not batch.arrivals
-            and not batch.counter_sets
             and _shape(batch) == self.shape
         )
+
+
+def _news(batch: SiteBatch) -> bool:
+    """Whether `batch` changes anything in the store."""
+    return bool(
+        batch.ops
+        or batch.views
+        or batch.total_views
+        or batch.titles
+        or batch.arrivals
+        or batch.counter_sets
+    )
 
 
 AUDIT_EVERY = 5.0
@@ -120,10 +127,10 @@ class Flusher:
         self.feed: Feed | None = None
         self.publish: str | None = None
         self._next_audit = 0.0  # monotonic time of the next read of followed sites
-        # What may make a held snapshot stale whatever the feed says: a flush of the
+        # What may make a held snapshot stale whatever the feed says: news of the
         # site still out (its operations are not in it yet), or a store that failed
         # the last flush (a stalled Redis announces nothing either).
-        self._in_flight: Counter[str] = Counter()
+        self._news_out: Counter[str] = Counter()
         self._failing = False
         # site -> monotonic time its script last said whether an instance that
         # announces nothing shares it (asked every AUDIT_EVERY: one more command)
@@ -143,19 +150,20 @@ class Flusher:
         from what is held when their tag is unchanged, the others by the script."""
         if not batches:
             return []
-        flying = self._in_flight
-        for batch in batches:
-            flying[batch.site] += 1
+        out = self._news_out
+        news = [batch.site for batch in batches if _news(batch)]  # few on a quiet tick
+        for site in news:
+            out[site] += 1
         try:
             answers = await self._flush(client, cluster, batches)
         except BaseException:
             self._failing = True
             raise
         finally:
-            for batch in batches:
-                flying[batch.site] -= 1
-                if not flying[batch.site]:
-                    del flying[batch.site]
+            for site in news:
+                out[site] -= 1
+                if not out[site]:
+                    del out[site]
         self._failing = False
         return answers
 
@@ -240,7 +248,7 @@ class Flusher:
             return quiet
         if self._failing:
             return quiet
-        flying = self._in_flight
+        out = self._news_out
         known_of = self.known
         left = []
         for i in quiet:
@@ -248,7 +256,7 @@ class Flusher:
             known = known_of[site]
             if (
                 not known.unannounced
-                and flying[site] == 1  # this flush alone
+                and site not in out
                 and feed.follows(site)
                 and feed.current(site, known.tag, known.due, known.flushed, now)
             ):
