@@ -83,7 +83,9 @@ class Hub:
     ) -> None:
         self.server = server
         self.store = store
-        self.ledger = Ledger(server, sites.values())
+        self.ledger = Ledger(
+            server, sites.values(), store.holds if store.holds_by_instance else None
+        )
         self.fanout = Fanout(sites, server.push_interval)
         self.reads = {site_id: SiteRead() for site_id in sites}
         # One store read in flight per site, whoever asks (see singleflight.py).
@@ -284,7 +286,20 @@ class Hub:
                 self.ledger.sites[site_id].give_back()
             return
         metrics.store_seconds.labels("flush").observe(time.perf_counter() - started)
+        if not self._store_ok:
+            if self.ledger.take_dropped():
+                # A `leave` may be among the operations dropped in the outage: under a
+                # new id, this instance holds its live visitors again, and the store
+                # lets go of whatever only the old id held once it is not live.
+                self.store.renew_identity()
+            # The outage may have outlived this instance's liveness in the store, and
+            # so its visitors there (a flush cut off by a timeout still runs late):
+            # hold them all again.
+            for site_id in self.ledger.sites:
+                self.ledger.rehold(site_id, now)
         self._store_state(None)
+        for site_id in self.store.take_lapsed():
+            self.ledger.rehold(site_id, now)
         push = push and not self.closing
         store_now = wall + self.server.clock_offset
         for site_id, snap in zip(busy, snapshots, strict=True):

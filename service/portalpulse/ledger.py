@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from . import protocol, sources
@@ -97,6 +97,9 @@ class SiteLedger:
         # due): one batch carries them all, so the store runs one flush for them, not
         # one per visitor on its own schedule.
         self.refresh_at = 0.0
+        # Operations were dropped (MAX_PENDING_OPS, in a long outage of the store): a
+        # `leave` among them would leave its visitor held for good (see `Ledger`).
+        self.dropped = False
         # The batch of a quiet tick, made once per calendar hour: it is never changed.
         self._quiet: tuple[tuple[str, str, int], SiteBatch] | None = None
 
@@ -142,6 +145,7 @@ class SiteLedger:
         self.ops.append((at, PresenceOp(kind, visitor, pages, 0.0, engaged, attrs)))
         while len(self.ops) > MAX_PENDING_OPS:
             self.ops.popleft()
+            self.dropped = True
 
     def expire_http(self, now: float) -> int:
         """Forget the visitors whose last HTTP beat is older than `presence_ttl`;
@@ -249,11 +253,20 @@ class SiteLedger:
 REFRESH_AT_LEAST_EVERY = 30.0
 """Seconds: the longest a live visitor goes without a refresh in the store."""
 
+REHOLD_EVERY = 300.0
+"""Seconds between rounds that hold a site's live visitors again, in a store that
+keeps them online through this instance's liveness (`Store.holds_by_instance`)."""
+
 
 class Ledger:
     """Every site's ledger, and when each live visitor's presence is due a refresh."""
 
-    def __init__(self, server: ServerSettings, sites: Iterable[SiteSettings]) -> None:
+    def __init__(
+        self,
+        server: ServerSettings,
+        sites: Iterable[SiteSettings],
+        holds: Callable[[str], bool] | None = None,
+    ) -> None:
         self.server = server
         self.sites = {site.id: SiteLedger(site, server) for site in sites}
         # A live connection keeps its visitor present by itself, whatever the
@@ -266,8 +279,38 @@ class Ledger:
             REFRESH_AT_LEAST_EVERY,
             max(server.push_interval, (server.presence_ttl - server.push_interval) / 2),
         )
+        # A store that keeps visitors held through this instance's liveness (Redis:
+        # flush.lua's hold_on) needs no refresh: `holds(site)` says when it does so
+        # for a site, and its rounds then only hold every visitor again (HOLD, not
+        # REFRESH), every REHOLD_EVERY: a store that lost them (a restart, a
+        # failover) has them back, and visitors whose `leave` was lost (`dropped`)
+        # leave once the store's instance id is renewed.
+        self.holds = holds
+        self.round_kind = OpKind.REFRESH if holds is None else OpKind.HOLD
         self._rounds: list[tuple[float, str]] = []  # a heap of (refresh_at, site)
         self._http_kept = 0  # visitors kept by HTTP beats, every site's together
+
+    def _round_every(self, site_id: str) -> float:
+        holds = self.holds
+        if holds is not None and holds(site_id):
+            return max(self.refresh_every, REHOLD_EVERY)
+        return self.refresh_every
+
+    def rehold(self, site_id: str, now: float) -> None:
+        """Hold the site's live visitors again on the next tick (the store lost them,
+        or stopped keeping them through this instance)."""
+        site = self.sites[site_id]
+        if site.visitors and site.refresh_at != now:
+            site.refresh_at = now
+            heapq.heappush(self._rounds, (now, site_id))
+
+    def take_dropped(self) -> bool:
+        """Whether any site dropped operations since the last call."""
+        dropped = False
+        for site in self.sites.values():
+            dropped = dropped or site.dropped
+            site.dropped = False
+        return dropped
 
     def join(self, site_id: str, hello: Hello, now: float) -> None:
         """A live connection said hello: its first for the visitor holds it here."""
@@ -280,7 +323,7 @@ class Ledger:
             here.attrs = site.attrs_of(hello)
             if not site.refresh_at:
                 # The first refresh comes within `refresh_every` of this hold.
-                site.refresh_at = now + self.refresh_every
+                site.refresh_at = now + self._round_every(site_id)
                 heapq.heappush(self._rounds, (site.refresh_at, site_id))
         here.connections += 1
         here.engaged += hello.engaged
@@ -389,9 +432,10 @@ class Ledger:
             if not site.visitors:
                 site.refresh_at = 0.0
                 continue
+            kind = self.round_kind
             for visitor, here in site.visitors.items():
-                site.add_op(OpKind.REFRESH, visitor, tuple(here.pages), now, here.engaged > 0)
-            site.refresh_at = now + self.refresh_every
+                site.add_op(kind, visitor, tuple(here.pages), now, here.engaged > 0)
+            site.refresh_at = now + self._round_every(site_id)
             heapq.heappush(rounds, (site.refresh_at, site_id))
 
     def leave_all(self, now: float) -> None:

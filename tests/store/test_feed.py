@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
-import pytest
 from redis.asyncio.cluster import RedisCluster
 from test_store_contract import batch, flush, hold
 
@@ -22,40 +21,9 @@ from portalpulse.store import redis_feed
 from portalpulse.store.base import SiteSnapshot
 from portalpulse.store.redis import RedisStore
 from portalpulse.store.redis_flush import AUDIT_EVERY
-from support.processes import RedisServer, offset_to_local_noon
+from support.processes import RedisServer
 
 WORK = ("evalsha", "mget", "get")  # what a tick may ask of Redis for a quiet site
-
-
-@pytest.fixture(params=["redis", "cluster"])
-async def nodes(request: pytest.FixtureRequest) -> list[RedisServer]:
-    if request.param == "redis":
-        return [request.getfixturevalue("redis")]
-    cluster: list[RedisServer] = request.getfixturevalue("cluster")
-    for node in cluster:
-        node.cli("flushall")
-    return cluster
-
-
-@pytest.fixture
-async def stores(nodes: list[RedisServer]) -> AsyncIterator[Callable[..., object]]:
-    made: list[RedisStore] = []
-    offset = offset_to_local_noon()
-
-    async def make(follow: bool = True, announces: bool = True) -> RedisStore:
-        store = RedisStore(f"redis://127.0.0.1:{nodes[0].port}/0", follow=follow)
-        store.clock_offset = offset
-        if not announces:  # as a version from before the feed: no '+', no publish
-            store.instance_id = store.flusher.instance_id = "0ld0ld01"
-        await store.open()
-        if not announces:
-            store.flusher.publish = None
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        await store.close()
 
 
 async def work_done(nodes: list[RedisServer]) -> int:

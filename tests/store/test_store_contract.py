@@ -109,6 +109,30 @@ async def test_new_visitors_are_online_and_counted_once(store: Store) -> None:
 
 async def test_held_visitor_stays_while_refreshed_and_expires_after_ttl(store: Store) -> None:
     v = "held-visitor-0001"
+    if store.holds_by_instance:
+        # Redis keeps a visitor held through a connection online for as long as
+        # the instance holding it is live there: no refresh needed, however long.
+        observer = RedisStore(store.url, store.clock_offset)
+        await observer.open()
+        try:
+            await flush(store, PresenceOp(OpKind.HOLD, v, ("/a", "/b"), 0.0, True))
+            for _ in range(4):
+                await later(store, TTL - 1)
+                await flush(store)  # the instance is live: it flushes, or touches
+            observer.clock_offset = store.clock_offset
+            (snap,) = await observer.flush([batch("s1", store=observer)])
+            assert snap.online == 1
+            assert [(p.path, p.readers) for p in snap.trending] == [("/a", 1), ("/b", 1)]
+            # The instance stops (no flush, no touch): the visitor leaves within the TTL.
+            observer.clock_offset += TTL - 1
+            (snap,) = await observer.flush([batch("s1", store=observer)])
+            assert snap.online == 1
+            observer.clock_offset += 2
+            (snap,) = await observer.flush([batch("s1", store=observer)])
+            assert snap.online == 0 and snap.trending == ()
+        finally:
+            await observer.close()
+        return
     await flush(store, hold(v, "/a"))
     await later(store, TTL - 1)
     snap = await flush(store, PresenceOp(OpKind.REFRESH, v, ("/a",)))

@@ -7,7 +7,7 @@ from typing import Any
 
 from portalpulse.config import ServerSettings, SiteSettings
 from portalpulse.domain import OpKind, PresenceOp, VisitAttrs
-from portalpulse.ledger import MAX_PENDING_OPS, Ledger
+from portalpulse.ledger import MAX_PENDING_OPS, REHOLD_EVERY, Ledger
 from portalpulse.protocol import Hello, Page
 
 SERVER = ServerSettings(beat_interval=15, presence_ttl=45, push_interval=1, leave_grace=5)
@@ -186,3 +186,34 @@ def test_shutting_down_every_visitor_here_leaves() -> None:
         (OpKind.LEAVE, B),
     }
     assert not ledger.sites["myhao"].visitors
+
+
+def test_a_store_that_holds_by_instance_gets_rare_hold_rounds_and_rehold_on_demand() -> None:
+    holds = {"myhao": True}
+    ledger = Ledger(SERVER, [SITE], holds=lambda site: holds[site])
+    ledger.join("myhao", hello(A, "/a"), now=0.0)
+    ops(ledger)
+    ledger.due_refreshes(ledger.refresh_every)
+    assert ops(ledger) == [], "no refresh: the store keeps the visitor through the instance"
+    ledger.due_refreshes(REHOLD_EVERY)
+    assert [(op.kind, op.visitor, op.pages) for op in ops(ledger)] == [(OpKind.HOLD, A, ("/a",))]
+    # The store lost it (a restart, a lapse): held again on the next tick.
+    ledger.rehold("myhao", REHOLD_EVERY + 5)
+    ledger.due_refreshes(REHOLD_EVERY + 5)
+    assert [op.kind for op in ops(ledger)] == [OpKind.HOLD]
+    # An older instance shares the site: rounds as often as a refresh needs.
+    holds["myhao"] = False
+    ledger.due_refreshes(REHOLD_EVERY + 5 + REHOLD_EVERY)
+    ops(ledger)
+    ledger.due_refreshes(2 * REHOLD_EVERY + 5 + ledger.refresh_every)
+    assert [op.kind for op in ops(ledger)] == [OpKind.HOLD]
+
+
+def test_dropped_operations_are_told_once() -> None:
+    ledger = Ledger(SERVER, [SITE])
+    site = ledger.sites["myhao"]
+    assert not ledger.take_dropped()
+    for i in range(MAX_PENDING_OPS + 1):
+        site.add_op(OpKind.REFRESH, f"v{i:018d}", (), 0.0)
+    assert ledger.take_dropped()
+    assert not ledger.take_dropped()

@@ -21,8 +21,13 @@ SITE = SiteSettings(id="quiet", name="Quiet", origins=("*",))
 class HeldStore:
     """Answers every flush with the one snapshot it holds (the same object)."""
 
+    holds_by_instance = False
+
     def __init__(self, snap: SiteSnapshot) -> None:
         self.snap = snap
+
+    def take_lapsed(self) -> tuple[str, ...]:
+        return ()
 
     async def flush(self, batches: Sequence[SiteBatch]) -> list[SiteSnapshot]:
         return [self.snap for _ in batches]

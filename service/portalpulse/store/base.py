@@ -16,7 +16,7 @@ Presence rules (the same in every store):
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 # The domain's types, re-exported: stores and their tests name them from here.
 from ..domain import (
@@ -129,6 +129,27 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def periods(self, site: str, day: str) -> tuple[PeriodCounts, PeriodCounts]:
         """(the month, the year) that hold `day`, up to now."""
+
+    # Presence held through the instance: a store shared by instances may keep a
+    # visitor held through a live connection online for as long as the instance
+    # holding it is live there, so that the instance need not refresh each visitor.
+
+    holds_by_instance = False
+    """Whether this store may keep held visitors online through this instance's
+    liveness (then the ledger's rounds hold them again rarely: ledger.py)."""
+
+    def holds(self, site: str) -> bool:
+        """Whether the store keeps `site`'s held visitors online through this
+        instance's liveness now (False: refresh them as usual)."""
+        return False
+
+    def take_lapsed(self) -> Collection[str]:
+        """Sites whose held visitors the store may have lost since the last call
+        (this instance stopped being live there, or the store lost its keys)."""
+        return ()
+
+    def renew_identity(self) -> None:  # noqa: B027
+        """Go on under a new instance id (what only the old one held then leaves)."""
 
     async def claim_once(self, name: str, seconds: float) -> bool:
         """True for the first caller of `name` within `seconds` across every

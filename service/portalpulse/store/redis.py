@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -33,7 +32,7 @@ from .base import (
 )
 from .page_minutes import PAGE_MINUTES, PageDetail, detail_from_buckets
 from .redis_feed import Feed
-from .redis_flush import Flusher, site_prefix
+from .redis_flush import Flusher, new_instance_id, site_prefix
 from .redis_history import read_days, read_periods, read_top_pages
 from .redis_replies import text
 
@@ -60,14 +59,30 @@ def unavailable_on_error() -> Iterator[None]:
 class RedisStore(Store):
     def __init__(self, url: str, clock_offset: float = 0.0, follow: bool = True) -> None:
         self.url = url
-        # The '+' tells the flush script that this instance announces what it
-        # changes (redis_feed.py); ids of versions before that lack it.
-        self.instance_id = uuid.uuid4().hex[:8] + "+"
+        self.instance_id = new_instance_id()
         self.flusher = Flusher(self.instance_id, clock_offset)
         self.follow = follow  # False: read every quiet site's `st` each tick, as before
         self.client: aioredis.Redis | RedisCluster | None = None
         self.cluster = False
         self._connecting = asyncio.Lock()
+
+    holds_by_instance = True
+
+    def holds(self, site: str) -> bool:
+        # Not while an instance of an older version shares the site: its flushes
+        # would let visitors held by this one go at their deadline.
+        known = self.flusher.known.get(site)
+        return known is None or not known.unannounced
+
+    def take_lapsed(self) -> Collection[str]:
+        lapsed, self.flusher.lapsed = self.flusher.lapsed, set()
+        return lapsed
+
+    def renew_identity(self) -> None:
+        self.instance_id = self.flusher.instance_id = new_instance_id()
+        log.warning(
+            "store: operations were dropped; holding visitors again as %s", self.instance_id
+        )
 
     @property
     def clock_offset(self) -> float:

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -40,6 +41,23 @@ KEY_NAMES = (
     "inst", "rank", "pages", "titles", "total", "onl", "engn", "erank",
     "srcn", "devn", "pid", "pname", "dqi", "vbi", "codes", "st",
 )  # fmt: skip
+
+
+HOLDS_MARK = "+h"
+"""Ends the id of an instance of this version: it announces what it changes
+(redis_feed.py) and lets the script keep its held visitors through its own
+liveness (flush.lua's hold_on). Older ids end otherwise, or with '+' alone."""
+
+TOUCHES_PER_TTL = 4
+"""How often per `presence_ttl` an instance renews its liveness in each site it
+flushes (in a flush, or else with a touch: ZADD of its `inst` entry)."""
+
+
+TOUCH_SCRIPT = resources.files("portalpulse.store").joinpath("lua/touch.lua").read_text("utf-8")
+
+
+def new_instance_id() -> str:
+    return uuid.uuid4().hex[:8] + HOLDS_MARK
 
 
 def site_prefix(site: str) -> str:
@@ -66,9 +84,9 @@ class Known:
     history entry). Whichever instance reads first that it is due runs the
     script; the others then read the new tag and due time.
 
-    This instance need not flush to stay listed as live in the site's `inst`
-    set: it holds visitors there only through connections, whose REFRESH
-    operations come well within `presence_ttl`."""
+    The visitors this instance holds through connections stay online while it
+    is live in the site's `inst` set: a flush renews that, and so does a touch
+    when the site was not flushed for a quarter of `presence_ttl`."""
 
     tag: str
     due: float  # store time
@@ -135,6 +153,11 @@ class Flusher:
         # site -> monotonic time its script last said whether an instance that
         # announces nothing shares it (asked every AUDIT_EVERY: one more command)
         self._peers_asked: dict[str, float] = {}
+        # site -> store time until which this instance is live in its `inst` set, as
+        # last written (by a flush or a touch); sites found lapsed since (`lp`): what
+        # this instance holds there may be gone, and the hub holds it again.
+        self._live_until: dict[str, float] = {}
+        self.lapsed: set[str] = set()
 
     async def load_script(self, client: Client) -> None:
         self._sha = await client.script_load(FLUSH_SCRIPT)
@@ -189,6 +212,7 @@ class Flusher:
         # One round trip: the quiet sites' `st` keys, then the other sites' scripts.
         quiet_set = set(quiet)
         busy = [i for i in range(len(batches)) if i not in quiet_set and answers[i] is None]
+        busy_set = set(busy)
         sent = time.monotonic()
         tickets = (
             {i: feed.ticket(batches[i].site, sent) for i in (*quiet, *busy)}
@@ -204,16 +228,20 @@ class Flusher:
             pipe.mget(keys)  # one command for every quiet site: cheaper for Redis
         calls, held = self._calls([batches[i] for i in busy])
         self._queue_scripts(pipe, calls)
+        unflushed = [batch for i, batch in enumerate(batches) if i not in busy_set]
+        touched = self._queue_touches(pipe, unflushed, now)
         results: list[Any] = await pipe.execute(raise_on_error=False)
         reads = (len(quiet) if cluster else 1) if quiet else 0
         states = results[:reads]
         for state in states:
             if isinstance(state, Exception):
                 raise StoreUnavailable(f"reading quiet sites: {state}")
+        scripted = reads + len(busy)
+        self._read_touches(touched, results[scripted:], now)
         if quiet:
             self._answer_quiet(batches, quiet, states if cluster else states[0], answers, now)
         await self._read_scripts(
-            client, [batches[i] for i in busy], busy, calls, held, results[reads:], answers
+            client, [batches[i] for i in busy], busy, calls, held, results[reads:scripted], answers
         )
         if feed is not None:
             for i, ticket in tickets.items():
@@ -264,6 +292,38 @@ class Flusher:
             else:
                 left.append(i)
         return left
+
+    def _queue_touches(
+        self, pipe: Any, batches: list[SiteBatch], now: float
+    ) -> list[tuple[str, float]]:
+        """Renew this instance's liveness in the sites not flushed for a quarter of
+        their TTL (sites it holds nobody in too: one command, and no harm); the
+        sites touched, each with its new deadline."""
+        live_until = self._live_until
+        touched = []
+        me = self.instance_id
+        for batch in batches:
+            ttl = batch.presence_ttl
+            until = live_until.get(batch.site)
+            if until is not None and now < until - ttl + ttl / TOUCHES_PER_TTL:
+                continue
+            key = site_prefix(batch.site) + "inst"
+            pipe.execute_command("EVAL", TOUCH_SCRIPT, 1, key, me, repr(now + ttl), repr(now))
+            touched.append((batch.site, now + ttl))
+        return touched
+
+    def _read_touches(
+        self, touched: list[tuple[str, float]], results: list[Any], now: float
+    ) -> None:
+        """Note the touches' deadlines, and the sites where this instance had lapsed."""
+        for (site, until), result in zip(touched, results, strict=True):
+            if isinstance(result, Exception):
+                raise StoreUnavailable(f"touch of {site}: {result}")
+            if not result:
+                # Lapsed: the hub holds the site's visitors again, in a flush (none
+                # held here: nothing to do, and no touch again before the next turn).
+                self.lapsed.add(site)
+            self._live_until[site] = until
 
     def _args(self, batch: SiteBatch, known: str) -> tuple[list[str], list[str]]:
         prefix = site_prefix(batch.site)
@@ -406,6 +466,14 @@ class Flusher:
         latest = self.known.get(batch.site)
         old = data.get("old")  # absent when not asked: as the last answer said
         unannounced = bool(old) if old is not None else bool(latest and latest.unannounced)
+        site = batch.site
+        if (data.get("lp") and site in self._live_until) or (
+            unannounced and latest is not None and not latest.unannounced
+        ):
+            # Lapsed here, or an older instance now shares the site: hold the
+            # visitors again (and, with the older one, refresh them as it expects).
+            self.lapsed.add(site)
+        self._live_until[site] = ts + batch.presence_ttl
         if latest is None or latest.flushed <= ts:
             # Kept for quiet flushes, which ask for no detail and no month or year: a
             # dashboard's extras would be stale by then.

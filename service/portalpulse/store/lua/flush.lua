@@ -118,16 +118,18 @@ local function ms(seconds)
 end
 local nowms = ms(now)
 
--- Whether an instance that publishes nothing (a version from before the feed:
--- its id lacks the '+' that marks the others) flushed this site within the TTL:
--- then the others must go on reading `st`, which it may change unannounced.
--- 1 or 0 when the instance asks (`b.lg`, every few seconds), else nil.
+-- Whether an instance of an older version flushed this site within the TTL:
+-- one that publishes nothing (its id lacks the '+' of the feed), so the others
+-- must go on reading `st`, which it may change unannounced; or one that does not
+-- keep held visitors through their holder's liveness (its id lacks the '+h' of
+-- hold_on), so the others must go on refreshing theirs. 1 or 0 when the
+-- instance asks (`b.lg`, every few seconds), else nil.
 local function unannounced_peer()
   if not b.lg then
     return nil
   end
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
-    if string.sub(id, -1) ~= '+' then
+    if string.sub(id, -2) ~= '+h' then
       return 1
     end
   end
@@ -468,6 +470,72 @@ local function vput(r)
   end
 end
 
+-- Held by an instance ------------------------------------------------------
+-- A visitor held through a live connection (H) stays online while an instance
+-- that holds it is live in `inst`: instances keep their entry there (flushes,
+-- and touches every quarter of the TTL: store/redis_flush.py), not each
+-- visitor's deadline. When the visitor's deadline comes and a holder is still
+-- live, the deadline moves on to the latest holder's, down to a grid of
+-- HOLD_GRID seconds, so that a quiet site's visitors come due together, at
+-- most once per grid step, whatever the number of instances; the pages and
+-- engaged pairs that rode on it ride on. A holder found gone is dropped; with
+-- none left, the visitor leaves as it would have (settle).
+local uv = {} -- tokens among today's visitors (section 4)
+local DAY_START_MS = type(b.ds) == 'number' and b.ds > 0 and ms(b.ds) or nil
+local HOLD_GRID = math.min(30, math.max(1, math.floor(b.ttl * 2 / 3)))
+local live_of = {} -- instance -> its deadline here, false when gone
+local function live_until(h)
+  local d = live_of[h]
+  if d == nil then
+    d = tonumber(redis.call('ZSCORE', inst, h) or '0')
+    if d <= now then
+      d = false
+    end
+    live_of[h] = d
+  end
+  return d
+end
+local function hold_on(r)
+  if r.F == 'a' or r.H == '' or r.D > nowms then
+    return
+  end
+  local alive, latest = {}, nil
+  for h in string.gmatch(r.H, '[^,]+') do
+    local d = live_until(h)
+    if d then
+      alive[#alive + 1] = h
+      if not latest or d > latest then
+        latest = d
+      end
+    end
+  end
+  r.H = table.concat(alive, ',')
+  if not latest then
+    return
+  end
+  local until_s = math.floor(latest / HOLD_GRID) * HOLD_GRID
+  if until_s <= now then
+    until_s = latest
+  end
+  local old, new = r.D, ms(until_s)
+  for _, id in ipairs(r.order) do
+    local e = r.pg[id]
+    if e then
+      if e[1] == old then
+        e[1] = new
+      end
+      if e[2] == old then
+        e[2] = new
+      end
+    end
+  end
+  r.D = new
+  -- Online into a new day: among its visitors (a present operation would count it).
+  if not DAY_START_MS or old - b.ttl * 1000 < DAY_START_MS then
+    uv[#uv + 1] = r.tok
+  end
+end
+
 -- 1. Expire: due wheel slots, forgotten visitors, view buckets, instances;
 -- only once something is due (section 5 keeps when, in `st`).
 local old_state = redis.call('GET', st) or ''
@@ -484,6 +552,7 @@ for _, s in ipairs(not expire and {} or redis.call('ZRANGEBYSCORE', dqi, '-inf',
     local r = vget(tok)
     if r and r.W == slot then
       r.W = nil
+      hold_on(r)
       settle(r)
       vput(r)
     end
@@ -506,19 +575,22 @@ if expire then
   redis.call('ZREMRANGEBYSCORE', vbi, '-inf', '(' .. oldest)
   redis.call('ZREMRANGEBYSCORE', inst, '-inf', now)
 end
+-- Whether this instance was live here until now: when not (its first flush, a
+-- stall longer than the TTL, a store that lost its keys), what it holds may be
+-- gone, and it holds it again (`lp`).
+local lapsed = live_until(me) == false or nil
 redis.call('ZADD', inst, now + b.ttl, me)
+live_of[me] = now + b.ttl
 
 -- 2. Presence operations, in the order they happened.
 -- op = {kind, visitor token, age, pages, engaged (1, 0, or -1 unknown), attrs}
 local dayk = P .. 'day:' .. b.day
 local uvk = P .. 'uv:' .. b.day
 local visits = 0
-local uv = {}
 local seen = {} -- pages of present ops, for the drill-down (3b)
 -- A refresh is plain when it only moves deadlines on: its visitor is online
 -- with these pages and this engagement already. A flush of plain refreshes
 -- alone, with nothing due, is answered early (section 2b).
-local DAY_START_MS = type(b.ds) == 'number' and b.ds > 0 and ms(b.ds) or nil
 local function plain_refresh(op, r)
   if op[1] ~= 2 or not r or r.F == 'a' or (op[6] ~= '' and r.A == '') then
     return false
@@ -540,6 +612,7 @@ for _, op in ipairs(b.ops) do
   local kind, tok, at, pg = op[1], op[2], now - op[3], op[4]
   local r = vget(tok)
   if r then
+    hold_on(r)
     settle(r)
   end
   local plain = plain_refresh(op, r)
@@ -675,7 +748,7 @@ if all_plain and not expire and not changed and not wheel_moved and #uv == 0
     end
   end
   if next(fresh) == nil then
-    return cjson.encode({same = 1, v = tag, due = was_due, ts = string.format('%.6f', now),
+    return cjson.encode({same = 1, v = tag, due = was_due, ts = string.format('%.6f', now), lp = lapsed,
                          old = unannounced_peer()})
   end
   seen = fresh -- a new bucket each: 3b below, then the whole script
@@ -748,9 +821,16 @@ end
 
 -- 3b. The drill-down's buckets, pm:<minute>:<page id> (store/page_minutes.py):
 -- most readers and engaged readers of the pages present ops touched, and this
--- tick's views by source and device; only pages still tracked.
+-- tick's views by source and device; only pages still tracked. The minute's
+-- first flush (it is due then: section 5) gives every page read now its bucket:
+-- visitors held by their instance (hold_on) send no operation to touch them.
 do
   local minute = math.floor(now / 60)
+  if not redis.call('HGET', P .. 'hist:' .. math.floor(minute / 1440), minute) then
+    for _, page in ipairs(redis.call('ZRANGEBYSCORE', rank, '-inf', -R)) do
+      seen[page] = true
+    end
+  end
   local function bucket(id)
     local key = P .. 'pm:' .. minute .. ':' .. id
     if redis.call('EXISTS', key) == 0 then
@@ -923,7 +1003,7 @@ if state ~= old_state then
   end
 end
 if b.kv == tag and not b.detail and not b.pm then
-  return cjson.encode({same = 1, v = tag, due = next_due, ts = string.format('%.6f', now),
+  return cjson.encode({same = 1, v = tag, due = next_due, ts = string.format('%.6f', now), lp = lapsed,
                        old = unannounced_peer()})
 end
 
@@ -957,7 +1037,7 @@ local answer = {
   trending = top(b.n),
   today = day_counts(dayk, uvk),
   total = tonumber(redis.call('GET', total) or '0'),
-  ts = string.format('%.6f', now),
+  ts = string.format('%.6f', now), lp = lapsed,
   v = tag,
   due = next_due,
   old = unannounced_peer(),
