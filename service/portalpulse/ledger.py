@@ -253,7 +253,7 @@ class SiteLedger:
 REFRESH_AT_LEAST_EVERY = 30.0
 """Seconds: the longest a live visitor goes without a refresh in the store."""
 
-REHOLD_EVERY = 300.0
+REHOLD_EVERY = 600.0
 """Seconds between rounds that hold a site's live visitors again, in a store that
 keeps them online through this instance's liveness (`Store.holds_by_instance`)."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from test_store_contract import batch, hold, later, store
+from test_store_contract import batch, hold, later, leave, store
 
 from portalpulse.store.base import OpKind, PresenceOp, Store
 
@@ -60,7 +60,9 @@ async def test_a_page_shows_its_readers_per_minute_sources_devices_and_previous_
     assert [(r, e) for _, r, e in detail.minutes] == [(2, 1), (1, 0)]
     assert detail.minutes[1][0] - detail.minutes[0][0] == 60
 
-    # An hour on, the page is still tracked but its hour is empty.
+    # An hour after its last reader left, the page is still tracked but its hour
+    # is empty.
+    await flush(store, leave("reader-two-000002", "/a"))
     await later(store, 3600)
     await flush(store)
     detail = await store.page_detail("s1", "/a")

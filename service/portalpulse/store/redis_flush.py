@@ -53,9 +53,6 @@ TOUCHES_PER_TTL = 4
 flushes (in a flush, or else with a touch: ZADD of its `inst` entry)."""
 
 
-TOUCH_SCRIPT = resources.files("portalpulse.store").joinpath("lua/touch.lua").read_text("utf-8")
-
-
 def new_instance_id() -> str:
     return uuid.uuid4().hex[:8] + HOLDS_MARK
 
@@ -307,8 +304,11 @@ class Flusher:
             until = live_until.get(batch.site)
             if until is not None and now < until - ttl + ttl / TOUCHES_PER_TTL:
                 continue
-            key = site_prefix(batch.site) + "inst"
-            pipe.execute_command("EVAL", TOUCH_SCRIPT, 1, key, me, repr(now + ttl), repr(now))
+            # Only an entry still there (XX; CH: 1 when it was): a lapse that let
+            # this instance's visitors go removed it in the same script run, and
+            # so did a store that lost its keys. Then the instance flushes, and
+            # holds its visitors again (`lapsed`).
+            pipe.zadd(site_prefix(batch.site) + "inst", {me: now + ttl}, xx=True, ch=True)
             touched.append((batch.site, now + ttl))
         return touched
 

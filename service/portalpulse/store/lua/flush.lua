@@ -637,6 +637,10 @@ for _, op in ipairs(b.ops) do
       changed = true
     elseif deadline > r.D then
       r.D = deadline
+    else
+      -- Held on by its instance (hold_on) past this operation's own deadline: its
+      -- pages and engagement ride on the visitor's, not expire on their own.
+      deadline = r.D
     end
     if kind == 1 and not string.find(',' .. r.H .. ',', ',' .. me .. ',', 1, true) then
       r.H = r.H == '' and me or r.H .. ',' .. me
