@@ -752,8 +752,8 @@ if all_plain and not expire and not changed and not wheel_moved and #uv == 0
     end
   end
   if next(fresh) == nil then
-    return cjson.encode({same = 1, v = tag, due = was_due, ts = string.format('%.6f', now), lp = lapsed,
-                         old = unannounced_peer()})
+    return cjson.encode({same = 1, v = tag, due = was_due, ts = string.format('%.6f', now),
+                         lp = lapsed, old = unannounced_peer()})
   end
   seen = fresh -- a new bucket each: 3b below, then the whole script
 end
@@ -1007,8 +1007,8 @@ if state ~= old_state then
   end
 end
 if b.kv == tag and not b.detail and not b.pm then
-  return cjson.encode({same = 1, v = tag, due = next_due, ts = string.format('%.6f', now), lp = lapsed,
-                       old = unannounced_peer()})
+  return cjson.encode({same = 1, v = tag, due = next_due, ts = string.format('%.6f', now),
+                       lp = lapsed, old = unannounced_peer()})
 end
 
 -- 6. The snapshot.
@@ -1041,7 +1041,8 @@ local answer = {
   trending = top(b.n),
   today = day_counts(dayk, uvk),
   total = tonumber(redis.call('GET', total) or '0'),
-  ts = string.format('%.6f', now), lp = lapsed,
+  ts = string.format('%.6f', now),
+  lp = lapsed,
   v = tag,
   due = next_due,
   old = unannounced_peer(),
