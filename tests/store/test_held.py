@@ -68,10 +68,10 @@ async def test_four_live_instances_keep_their_readers_with_one_due_run_per_grid_
     assert scripts_before is not None
     scripts = calls(nodes, "evalsha") - scripts_before
     print(f"{scripts} flush scripts in {4 * ttl:.0f} s for 4 instances")
-    # 12 s: 6 grid steps and a minute turn (one more where a step falls across the
-    # window's ends); a refresh of each reader by its instance twice per TTL would
-    # be 32.
-    assert scripts <= 6 + 1 + 1, scripts
+    # 12 s: 6 grid steps and a minute turn (6-7 measured), with room for a step
+    # across the window's ends and a slow machine; a refresh of each reader by its
+    # instance twice per TTL would be 32.
+    assert scripts <= 10, scripts
 
 
 async def test_a_stopped_instance_lets_its_readers_go_within_the_ttl(
