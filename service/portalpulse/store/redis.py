@@ -75,7 +75,10 @@ class RedisStore(Store):
         return known is None or not known.unannounced
 
     def take_lapsed(self) -> Collection[str]:
-        lapsed, self.flusher.lapsed = self.flusher.lapsed, set()
+        lapsed = self.flusher.lapsed
+        if not lapsed:
+            return ()
+        self.flusher.lapsed = set()
         return lapsed
 
     def renew_identity(self) -> None:
