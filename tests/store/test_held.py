@@ -19,7 +19,7 @@ from collections.abc import Callable
 from test_store_contract import TTL, batch, flush, hold, leave
 
 from portalpulse.domain import OpKind, PresenceOp, SiteBatch
-from portalpulse.store.redis import RedisStore
+from portalpulse.store.redis import RedisStore, site_prefix
 from support.processes import RedisServer
 
 
@@ -180,3 +180,24 @@ async def test_a_page_opened_late_rides_on_its_held_visitor(
     snap = await flush(a)
     assert snap.online == 1
     assert {(p.path, p.readers) for p in snap.trending} == {("/a", 1), ("/b", 1)}
+
+
+async def test_a_big_sites_readers_come_due_in_phases_not_all_at_once(
+    stores: Callable[..., object],
+) -> None:
+    a = await stores()  # type: ignore[misc]
+    readers = [f"big-site-reader-{n:06d}" for n in range(3000)]
+    await flush(a, *(hold(reader, "/a") for reader in readers))
+    for _ in range(6):
+        await step([a], 10)
+        assert (await flush(a)).online == 3000
+    # Re-armed once: about a thousand readers a phase, each phase its own flush,
+    # so no one script re-arms them all (that would hold up the whole Redis).
+    assert a.client is not None
+    prefix = site_prefix("s1")
+    waiting = []
+    for slot in await a.client.zrange(f"{prefix}dqi", 0, -1):
+        waiting.append(await a.client.llen(f"{prefix}dq:{slot.decode()}"))
+    assert sum(waiting) >= 3000
+    assert len([n for n in waiting if n > 0]) >= 3
+    assert max(waiting) <= 1200, waiting

@@ -483,6 +483,11 @@ end
 local uv = {} -- tokens among today's visitors (section 4)
 local DAY_START_MS = type(b.ds) == 'number' and b.ds > 0 and ms(b.ds) or nil
 local HOLD_GRID = math.min(30, math.max(1, math.floor(b.ttl * 2 / 3)))
+-- A big site's readers would all come due at once: one script re-arming 100,000
+-- records holds up its whole Redis. They come due in phases of the grid instead,
+-- about HOLD_PER_PHASE a phase (by token), at most ten phases a second.
+local HOLD_PER_PHASE = 1000
+local hold_phases = nil
 local live_of = {} -- instance -> its deadline here, false when gone
 local function live_until(h)
   local d = live_of[h]
@@ -513,7 +518,15 @@ local function hold_on(r)
   if not latest then
     return
   end
-  local until_s = math.floor(latest / HOLD_GRID) * HOLD_GRID
+  if not hold_phases then
+    local online = tonumber(redis.call('GET', onl) or '0')
+    hold_phases = math.max(1, math.min(HOLD_GRID * 10, math.ceil(online / HOLD_PER_PHASE)))
+  end
+  local phase = 0
+  if hold_phases > 1 then
+    phase = spread(r.tok) % hold_phases * HOLD_GRID / hold_phases
+  end
+  local until_s = math.floor((latest - phase) / HOLD_GRID) * HOLD_GRID + phase
   if until_s <= now then
     until_s = latest
   end
