@@ -40,3 +40,14 @@ async def stores(nodes: list[RedisServer]) -> AsyncIterator[Callable[..., object
     yield make
     for store in made:
         await store.close()
+
+
+def calls(nodes: list[RedisServer], *commands: str) -> int:
+    """How many times every node ran any of `commands` (INFO commandstats)."""
+    total = 0
+    for node in nodes:
+        for line in node.cli("info", "commandstats").splitlines():
+            name, _, rest = line.partition(":")
+            if name.removeprefix("cmdstat_") in commands:
+                total += int(rest.split("calls=")[1].split(",")[0])
+    return total

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from redis.asyncio.cluster import RedisCluster
 from test_store_contract import batch, flush, hold
 
+from conftest import calls
 from portalpulse.store import redis_feed
 from portalpulse.store.base import SiteSnapshot
 from portalpulse.store.redis import RedisStore
@@ -28,14 +29,7 @@ WORK = ("evalsha", "mget", "get")  # what a tick may ask of Redis for a quiet si
 
 async def work_done(nodes: list[RedisServer]) -> int:
     """Commands a quiet tick may send (EVALSHA, MGET, GET), on every node."""
-    total = 0
-    for node in nodes:
-        stats = node.cli("info", "commandstats")
-        for line in stats.splitlines():
-            name, _, rest = line.partition(":")
-            if name.removeprefix("cmdstat_") in WORK:
-                total += int(rest.split("calls=")[1].split(",")[0])
-    return total
+    return calls(nodes, *WORK)
 
 
 async def seen_within(

@@ -18,20 +18,10 @@ from collections.abc import Callable
 
 from test_store_contract import TTL, batch, flush, hold, leave
 
+from conftest import calls
 from portalpulse.domain import OpKind, PresenceOp, SiteBatch
 from portalpulse.store.redis import RedisStore, site_prefix
 from support.processes import RedisServer
-
-
-def calls(nodes: list[RedisServer], command: str) -> int:
-    """How many times every node ran `command` (INFO commandstats)."""
-    total = 0
-    for node in nodes:
-        for line in node.cli("info", "commandstats").splitlines():
-            name, _, rest = line.partition(":")
-            if name == f"cmdstat_{command}":
-                total += int(rest.split("calls=")[1].split(",")[0])
-    return total
 
 
 async def step(instances: list[RedisStore], seconds: float) -> None:
