@@ -21,10 +21,11 @@ from .clock import next_instant
 from .config import ServerSettings, SiteSettings
 from .dashboard_feed import dashboard_frame
 from .deltas import SiteFields
-from .domain import SiteSnapshot
+from .domain import SiteSnapshot, calendar_at
 from .fanout import Fanout, Reader, Subscriber
 from .ledger import Ledger
 from .protocol import Hello, Page
+from .rising import MAX_SAMPLE_GAP
 from .rising_webhook import RisingAlerts
 from .singleflight import SingleFlight
 from .store.base import Store, StoreUnavailable
@@ -40,6 +41,10 @@ STORE_CHECK_EVERY = 5.0
 
 REFUSALS_LOGGED_EVERY = 60.0
 """Seconds between log lines about HTTP-beat visitors refused (a flood logs little)."""
+
+PARKED_AT_MOST = MAX_SAMPLE_GAP / 2
+"""Seconds a quiet site goes unticked at most, whatever the store vouches for:
+its rising averages then lose no time (`RisingTracker.hold`)."""
 
 
 @dataclass(slots=True)
@@ -88,6 +93,16 @@ class Hub:
         )
         self.fanout = Fanout(sites, server.push_interval)
         self.reads = {site_id: SiteRead() for site_id in sites}
+        # The sites the tick looks at: those with a visitor, a listener or news
+        # here, and those lingering after (a configured site nobody reads costs
+        # nothing a tick). In the order they came.
+        self._active: dict[str, None] = {}
+        # Quiet sites the tick skips, each until a monotonic time: nothing new here,
+        # nothing for a dashboard or the rising averages, and the store vouches that
+        # their snapshot holds until then (`Store.quiet_until`). Anything reported
+        # for a site, or the store's word (`Store.take_woken`), ends it at once.
+        self._parked: dict[str, float] = {}
+        self._calendar: tuple[str, str, int] | None = None  # of the last tick
         # One store read in flight per site, whoever asks (see singleflight.py).
         self._reads: SingleFlight[str, SiteSnapshot] = SingleFlight()
         self._dashboard_reads: SingleFlight[str, str] = SingleFlight()
@@ -108,15 +123,23 @@ class Hub:
         """A live connection said hello: it gets the site's snapshots from now on."""
         self.fanout.subscribe(site_id, subscriber)
         self.ledger.join(site_id, hello, time.monotonic())
+        self._wake(site_id)
         self._urgent.set()
+
+    def _wake(self, site_id: str) -> None:
+        """Something happened on the site here: the next tick looks at it."""
+        self._active[site_id] = None
+        self._parked.pop(site_id, None)
 
     def engage(self, site_id: str, visitor: str, was: bool, engaged: bool) -> None:
         self.ledger.engage(site_id, visitor, was, engaged, time.monotonic())
+        self._wake(site_id)
 
     def change_pages(
         self, site_id: str, visitor: str, old: tuple[Page, ...], new: tuple[Page, ...]
     ) -> None:
         self.ledger.change_pages(site_id, visitor, old, new, time.monotonic())
+        self._wake(site_id)
 
     def part(
         self,
@@ -128,6 +151,7 @@ class Hub:
     ) -> None:
         """A live connection ended (after hello, when `visitor` is set)."""
         self.fanout.unsubscribe(site_id, subscriber)
+        self._wake(site_id)
         if visitor is not None and self.ledger.part(
             site_id, visitor, pages, engaged, time.monotonic()
         ):
@@ -138,6 +162,7 @@ class Hub:
         counted, when this instance keeps `max_http_visitors` already and the beat's
         visitor is not one of them."""
         now = time.monotonic()
+        self._wake(site_id)
         if not self.ledger.http_beat(site_id, hello, now):
             self._refused += 1
             if now - self._refused_logged_at >= REFUSALS_LOGGED_EVERY:
@@ -170,6 +195,7 @@ class Hub:
         `leave_grace`, so the count does not dip), and the store hears it now."""
         self.closing = True
         self.ledger.leave_all(time.monotonic())
+        self._parked.clear()
         try:
             await self.flush_round(push=False)
         except Exception:
@@ -250,29 +276,64 @@ class Hub:
                 if not waiter.done():
                     waiter.set_result(None)
 
-    async def _flush_round(self, push: bool) -> None:
-        now = time.monotonic()
-        wall = time.time()
-        self.ledger.due_refreshes(now)
+    def _sites_to_flush(self, now: float, calendar: tuple[str, str, int]) -> list[str]:
+        """The sites this tick flushes: every active one not parked."""
+        parked = self._parked
+        if calendar != self._calendar:
+            self._calendar = calendar
+            parked.clear()  # a new hour: every quiet batch is new
+        for site_id in self.ledger.due_refreshes(now):
+            parked.pop(site_id, None)
+        for site_id in self.store.take_woken():
+            parked.pop(site_id, None)
         linger = self.server.presence_ttl + self.server.leave_grace + 2 * self.server.push_interval
-        busy = []
-        for site_id, read in self.reads.items():
-            ledger = self.ledger.sites[site_id]
-            if ledger.busy or self.fanout.listened(site_id):
+        busy, gone = [], []
+        for site_id in self._active:
+            wake = parked.get(site_id)
+            if wake is not None:
+                if now < wake:
+                    continue
+                del parked[site_id]
+            read = self.reads[site_id]
+            if self.ledger.sites[site_id].busy or self.fanout.listened(site_id):
                 read.linger_until = now + linger
             if now < read.linger_until:
                 busy.append(site_id)
                 self.ledger.expire_http(site_id, now)
-            elif read.linger_until:
+                continue
+            gone.append(site_id)
+            if read.linger_until:
                 read.linger_until, read.shown_online = 0.0, None
                 metrics.online_visitors.remove(site_id)
+        for site_id in gone:
+            del self._active[site_id]
+        metrics.sites_parked.set(len(parked))
+        return busy
+
+    def _park(self, site_id: str, now: float) -> None:
+        """Skip the quiet site in the ticks while the store vouches for it."""
+        if (
+            self.ledger.sites[site_id].quiet  # nothing came in while the flush was out
+            and not self.fanout.watched(site_id)
+            and self.rising.idle(site_id)
+            and not self.closing
+        ):
+            until = self.store.quiet_until(site_id)
+            if until > now:
+                self._parked[site_id] = min(until, now + PARKED_AT_MOST)
+
+    async def _flush_round(self, push: bool) -> None:
+        now = time.monotonic()
+        wall = time.time()
+        calendar = calendar_at(wall + self.server.clock_offset, self.server.zone)
+        busy = self._sites_to_flush(now, calendar)
         metrics.connections.labels("http").set(self.ledger.http_visitor_count())
         if not busy:
             if now - self._checked_at >= STORE_CHECK_EVERY:
                 await self.check_store()
             return
         batches = [
-            self.ledger.sites[site_id].take_batch(now, wall, self.fanout.watched(site_id))
+            self.ledger.sites[site_id].take_batch(now, wall, self.fanout.watched(site_id), calendar)
             for site_id in busy
         ]
         metrics.store_flush_ops.observe(sum(b.size for b in batches))
@@ -313,6 +374,7 @@ class Hub:
             elif not read.unpushed:
                 # A quiet site: no gauge, no push; the rising averages count the time.
                 self.rising.hold(site, snap, snap.ts + (now - read.taken_at))
+                self._park(site_id, now)
                 continue
             if push:
                 read.unpushed = not await self.fanout.push(site_id, snap, now)
@@ -323,6 +385,7 @@ class Hub:
 
     def watch(self, site_id: str, watcher: Subscriber) -> None:
         self.fanout.watch(site_id, watcher)
+        self._wake(site_id)
 
     def unwatch(self, site_id: str, watcher: Subscriber) -> None:
         self.fanout.unwatch(site_id, watcher)
@@ -353,6 +416,8 @@ class Hub:
         badges on a cold instance: a storm costs one read per site, not one each)."""
         read = self.reads[site_id]
         now = time.monotonic()
+        if read.snapshot is not None and now < self._parked.get(site_id, 0.0):
+            read.snapshot_at = now  # the store vouches for it until then
         if read.snapshot is not None and now - read.snapshot_at <= self.server.push_interval * 1.5:
             return read.stamped(read.snapshot)
         return await self._reads.run(site_id, lambda: self._read_store(site_id))

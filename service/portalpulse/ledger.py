@@ -110,6 +110,18 @@ class SiteLedger:
             self.ops or self.views or self.total_views or self.http_visitors or self.unconfirmed
         )
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing here for the store: a tick's batch would only read the snapshot."""
+        return not (
+            self.ops
+            or self.views
+            or self.total_views
+            or self.titles
+            or self.arrivals
+            or self.unconfirmed
+        )
+
     def ranked(self, pages: Iterable[Page]) -> tuple[str, ...]:
         """The pages that may trend; excluded ones still count as online and as views."""
         return tuple(p.path for p in pages if not protocol.is_excluded(p.path, self.site.exclude))
@@ -179,23 +191,24 @@ class SiteLedger:
             day_start=day_start(today, server.zone),
         )
 
-    def take_batch(self, now: float, wall: float, detail: bool = False) -> SiteBatch:
+    def take_batch(
+        self,
+        now: float,
+        wall: float,
+        detail: bool = False,
+        calendar: tuple[str, str, int] | None = None,
+    ) -> SiteBatch:
         """Everything recorded since the last take (with the dashboard's `detail`);
         `give_back` undoes it. A quiet site's batch is the same object every tick
-        of the hour: nobody may change it."""
-        quiet = not (
-            self.ops
-            or self.views
-            or self.total_views
-            or self.titles
-            or self.arrivals
-            or self.unconfirmed
-        )
+        of the hour: nobody may change it. `calendar`: `calendar_at` of `wall`
+        when the caller has it (one per tick, not one per site)."""
+        quiet = self.quiet
         if quiet:
             self._taken = NOTHING_TAKEN
         if quiet and not detail:
             # A quiet site, the common case: nothing to take, nothing to allocate.
-            calendar = calendar_at(wall + self.server.clock_offset, self.server.zone)
+            if calendar is None:
+                calendar = calendar_at(wall + self.server.clock_offset, self.server.zone)
             if self._quiet is None or self._quiet[0] != calendar:
                 self._quiet = (calendar, self._batch_of(calendar))
             return self._quiet[1]
@@ -421,9 +434,11 @@ class Ledger:
         site.add_op(OpKind.BEAT, hello.visitor, ranked, now, hello.engaged, attrs)
         return True
 
-    def due_refreshes(self, now: float) -> None:
-        """Refresh the presence of every live visitor whose turn has come."""
+    def due_refreshes(self, now: float) -> list[str]:
+        """Refresh the presence of every live visitor whose turn has come; the sites
+        that have operations for the store now."""
         rounds = self._rounds
+        sites = []
         while rounds and rounds[0][0] <= now:
             due, site_id = heapq.heappop(rounds)
             site = self.sites[site_id]
@@ -435,8 +450,10 @@ class Ledger:
             kind = self.round_kind
             for visitor, here in site.visitors.items():
                 site.add_op(kind, visitor, tuple(here.pages), now, here.engaged > 0)
+            sites.append(site_id)
             site.refresh_at = now + self._round_every(site_id)
             heapq.heappush(rounds, (site.refresh_at, site_id))
+        return sites
 
     def leave_all(self, now: float) -> None:
         """Shutting down: every visitor held here leaves."""

@@ -114,6 +114,13 @@ store_reconnects = Counter(
     "Times the store came back after being unreachable.",
     registry=REGISTRY,
 )
+sites_parked = Gauge(
+    "portalpulse_sites_parked",
+    "Quiet sites the tick skips now: nothing new here, and the store vouches that "
+    "their snapshot holds (up to 5 s, or until another instance changes them).",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
 store_flush_ops = Histogram(
     "portalpulse_store_flush_ops",
     "Presence operations sent to the store in one flush (all sites of one tick).",

@@ -56,6 +56,11 @@ class RisingTracker:
         self._may_rise = False  # a page of `_readers` has RISING_MIN_READERS or more
 
     @property
+    def may_rise(self) -> bool:
+        """A page of the last `observe` has readers enough to rise."""
+        return self._may_rise
+
+    @property
     def pages_kept(self) -> int:
         return len(self._pages)
 

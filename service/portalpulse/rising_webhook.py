@@ -61,6 +61,13 @@ class RisingAlerts:
         rising = tracker.observe(snap.ts, {path: p.readers for path, p in pages.items()})
         return self._mark(site, rising, pages, snap.ts)
 
+    def idle(self, site_id: str) -> bool:
+        """Whether ticks of an unchanged snapshot of the site may go unseen for a
+        while (at most `rising.MAX_SAMPLE_GAP`): no page of it can rise, none is
+        marked rising, and `hold` adds the time up when it comes."""
+        tracker = self._trackers.get(site_id)
+        return tracker is not None and not tracker.may_rise and not self._rising.get(site_id)
+
     def hold(self, site: SiteSettings, snap: SiteSnapshot, now: float) -> None:
         """A tick at `now` whose snapshot of `site` is the one last observed (`snap`),
         unchanged: what `observe` would do, in a few operations while no page of

@@ -3,7 +3,9 @@
     python tests/bench/quiet_costs.py --sites 200
 
 1. The tick: CPU time of `Hub.flush_round` per quiet site and tick, on a
-   private redis-server, one reader held per site, nothing changing.
+   private redis-server, one reader held per site, nothing changing: with
+   the sites parked (most ticks: the tick skips them), and checked (a tick
+   that looks at each, as every site's does at least every 5 s).
 2. A refresh round: one REFRESH of one reader per site, straight through the
    store, as Redis counts it (INFO commandstats: EVALSHA calls, µs per call,
    commands per call) and the service's CPU per flushed site.
@@ -46,8 +48,8 @@ class Reader:
         pass
 
 
-async def tick_cost(url: str, sites: int, rounds: int) -> float:
-    """CPU seconds of one quiet tick per site."""
+async def tick_cost(url: str, sites: int, rounds: int, parked: bool) -> float:
+    """CPU seconds of one quiet tick per site (the sites parked, or checked)."""
     settings = {
         f"s{n:05d}": SiteSettings(id=f"s{n:05d}", name="site", origins=("*",)) for n in range(sites)
     }
@@ -59,10 +61,13 @@ async def tick_cost(url: str, sites: int, rounds: int) -> float:
         hub.join(site, Reader(), Hello(visitor=f"visitor-{n:012d}", pages=(page,), engaged=True))
     for _ in range(3):  # the holds, then the snapshots held
         await hub.flush_round(push=True)
-    started = time.process_time()
+    spent = 0.0
     for _ in range(rounds):
+        if not parked:
+            hub._parked.clear()  # as when their time comes
+        started = time.process_time()
         await hub.flush_round(push=True)
-    spent = time.process_time() - started
+        spent += time.process_time() - started
     await store.close()
     return spent / rounds / sites
 
@@ -111,9 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=100)
     args = parser.parse_args(argv)
     with redis_server(Path(tempfile.mkdtemp(prefix="portalpulse-quiet-")) / "redis") as redis:
-        tick = asyncio.run(tick_cost(redis.url, args.sites, args.rounds))
+        parked = asyncio.run(tick_cost(redis.url, args.sites, args.rounds, parked=True))
+        checked = asyncio.run(tick_cost(redis.url, args.sites, args.rounds, parked=False))
         refresh = asyncio.run(refresh_cost(redis.url, args.sites, 5))
-    print(f"quiet tick                 {tick * 1e6:.1f} µs of service CPU per site and tick")
+    print(
+        f"quiet tick                 {parked * 1e6:.1f} µs of service CPU per site and tick "
+        f"parked, {checked * 1e6:.1f} µs checked"
+    )
     print(
         f"refresh round (one reader) {refresh['commands_per_call']:.1f} commands, "
         f"{refresh['usec_per_call']:.1f} µs of Redis per EVALSHA, "

@@ -29,6 +29,12 @@ class HeldStore:
     def take_lapsed(self) -> tuple[str, ...]:
         return ()
 
+    def take_woken(self) -> tuple[str, ...]:
+        return ()
+
+    def quiet_until(self, site: str) -> float:
+        return 0.0  # vouches for nothing: every tick flushes
+
     async def flush(self, batches: Sequence[SiteBatch]) -> list[SiteSnapshot]:
         return [self.snap for _ in batches]
 

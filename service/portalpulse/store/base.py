@@ -151,6 +151,20 @@ class Store(abc.ABC):
     def renew_identity(self) -> None:  # noqa: B027
         """Go on under a new instance id (what only the old one held then leaves)."""
 
+    # A quiet site the store vouches for is skipped by the tick until its time
+    # comes or the store wakes it (hub.py): its snapshot cannot change meanwhile.
+
+    def quiet_until(self, site: str) -> float:
+        """The monotonic time until which a flush of `site` with nothing new from
+        this instance would answer the very snapshot it answered last, unless the
+        site is among `take_woken` first. 0: no such promise (flush it each tick)."""
+        return 0.0
+
+    def take_woken(self) -> Collection[str]:
+        """Sites whose `quiet_until` no longer holds since the last call (another
+        instance changed them, or the store cannot vouch for them any more)."""
+        return ()
+
     async def claim_once(self, name: str, seconds: float) -> bool:
         """True for the first caller of `name` within `seconds` across every
         instance of the store (one process here: see the stores)."""

@@ -81,6 +81,12 @@ class RedisStore(Store):
         self.flusher.lapsed = set()
         return lapsed
 
+    def quiet_until(self, site: str) -> float:
+        return self.flusher.quiet_until(site)
+
+    def take_woken(self) -> Collection[str]:
+        return self.flusher.take_woken()
+
     def renew_identity(self) -> None:
         self.instance_id = self.flusher.instance_id = new_instance_id()
         log.warning(
@@ -96,6 +102,7 @@ class RedisStore(Store):
     @clock_offset.setter
     def clock_offset(self, seconds: float) -> None:
         self.flusher.clock_offset = seconds
+        self.flusher.wake_all()  # what was due later may be due now
 
     async def open(self) -> None:
         """Connect; a store that is down at start-up is retried by every later call."""

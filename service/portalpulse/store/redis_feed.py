@@ -222,6 +222,9 @@ class Feed:
         self._pending = False
         self.followed: set[str] = set()  # sites with a link that should follow them
         self._channel: dict[str, str] = {}
+        # Sites announced, or no longer vouched for, since the flusher last took them
+        # (`Store.take_woken`): what the hub skipped as quiet needs a look.
+        self.woken: set[str] = set()
 
     # -- which sites are followed where ---------------------------------------
 
@@ -274,17 +277,20 @@ class Feed:
 
     def heard_of(self, site: str, heard: Heard) -> None:
         self._last_message[site] = time.monotonic()
+        self.woken.add(site)
         known = self.heard.get(site)
         if known is None or heard.ts >= known.ts:
             self.heard[site] = heard
 
     def lost(self, site: str) -> None:
         self._synced.pop(site, None)
+        self.woken.add(site)
 
     def unfollowed(self, site: str) -> None:
         """Its link dropped it: followed again (maybe elsewhere) when next flushed."""
         self._synced.pop(site, None)
         self.followed.discard(site)
+        self.woken.add(site)
 
     # -- what the flusher asks -------------------------------------------------
 
@@ -337,10 +343,15 @@ class Feed:
     def current(self, site: str, tag: str, due: float, flushed: float, now: float) -> bool:
         """Whether a snapshot of `tag` (from a flush at store time `flushed`, due at
         `due`) is still current at store time `now`, by what was announced since."""
+        return now < self.current_until(site, tag, due, flushed)
+
+    def current_until(self, site: str, tag: str, due: float, flushed: float) -> float:
+        """The store time until which a snapshot of `tag` (see `current`) stays
+        current by what was announced so far (0: it is not)."""
         heard = self.heard.get(site)
         if heard is not None and heard.ts > flushed:
-            return heard.tag == tag and now < heard.due
-        return now < due
+            return heard.due if heard.tag == tag else 0.0
+        return due
 
     async def close(self) -> None:
         links, self._links = list(self._links.values()), {}

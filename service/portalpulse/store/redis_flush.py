@@ -14,61 +14,29 @@ its snapshot shows (see `Known`).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import time
-import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
-from .base import DETAIL_MINUTES, DETAIL_PAGES, SiteBatch, SiteSnapshot, StoreUnavailable
-from .page_minutes import BUCKET_TTL
+from .base import SiteBatch, SiteSnapshot, StoreUnavailable
 from .redis_feed import Feed
 from .redis_replies import snapshot_from_reply, text
+from .redis_script import FLUSH_SCRIPT, new_instance_id, script_call, site_prefix
+
+__all__ = ["Flusher", "new_instance_id", "site_prefix"]
 
 Client = Redis | RedisCluster
-
-FLUSH_SCRIPT = resources.files("portalpulse.store").joinpath("lua/flush.lua").read_text("utf-8")
-KEY_NAMES = (
-    "inst", "rank", "pages", "titles", "total", "onl", "engn", "erank",
-    "srcn", "devn", "pid", "pname", "dqi", "vbi", "codes", "st",
-)  # fmt: skip
-
-
-HOLDS_MARK = "+h"
-"""Ends the id of an instance of this version: it announces what it changes
-(redis_feed.py) and lets the script keep its held visitors through its own
-liveness (flush.lua's hold_on). Older ids end otherwise, or with '+' alone."""
 
 TOUCHES_PER_TTL = 4
 """How often per `presence_ttl` an instance renews its liveness in each site it
 flushes (in a flush, or else with a touch: ZADD of its `inst` entry)."""
-
-
-def new_instance_id() -> str:
-    return uuid.uuid4().hex[:8] + HOLDS_MARK
-
-
-def site_prefix(site: str) -> str:
-    """Every key of a site starts with this: the hash tag keeps a site on one slot."""
-    return f"pp:{{{site}}}:"
-
-
-def visitor_token(visitor: str) -> str:
-    """What Redis keeps of a visitor id: 10 characters (60 bits) of its BLAKE2b hash.
-
-    Shorter than most ids, so records stay small. The chance that any two of a
-    million visitors share a token is below one in a million."""
-    digest = hashlib.blake2b(visitor.encode(), digest_size=8).digest()
-    return base64.urlsafe_b64encode(digest).decode()[:10]
 
 
 @dataclass(slots=True)
@@ -154,6 +122,7 @@ class Flusher:
         # last written (by a flush or a touch); sites found lapsed since (`lp`): what
         # this instance holds there may be gone, and the hub holds it again.
         self._live_until: dict[str, float] = {}
+        self._touch_at: dict[str, float] = {}  # site -> store time its next touch is due
         self.lapsed: set[str] = set()
 
     async def load_script(self, client: Client) -> None:
@@ -254,6 +223,40 @@ class Flusher:
             await self._read_scripts(client, stale_batches, stale, calls, held, results, answers)
         return [answer for answer in answers if answer is not None]
 
+    def quiet_until(self, site: str) -> float:
+        """The monotonic time until which a quiet flush of `site` (nothing new from
+        here) would answer the very snapshot it answered last, unless the feed
+        announces the site first (`Feed.woken`): not past its due time, its next
+        touch or the next audit. 0: no such promise."""
+        feed, known = self.feed, self.known.get(site)
+        if (
+            feed is None
+            or known is None
+            or known.unannounced
+            or self._failing
+            or site in self._news_out
+            or site in self.lapsed
+            or not feed.follows(site)
+        ):
+            return 0.0
+        touch_at = self._touch_at.get(site, 0.0)
+        until = min(feed.current_until(site, known.tag, known.due, known.flushed), touch_at)
+        left = until - self.store_now()
+        return min(time.monotonic() + left, self._next_audit) if left > 0 else 0.0
+
+    def take_woken(self) -> Collection[str]:
+        """Sites announced, or no longer followed, since the last call."""
+        feed = self.feed
+        if feed is None or not feed.woken:
+            return ()
+        woken, feed.woken = feed.woken, set()
+        return woken
+
+    def wake_all(self) -> None:
+        """Every promise of `quiet_until` so far is off (the clock moved)."""
+        if self.feed is not None:
+            self.feed.woken.update(self.known)
+
     def _answer_followed(
         self,
         client: Client,
@@ -292,96 +295,48 @@ class Flusher:
 
     def _queue_touches(
         self, pipe: Any, batches: list[SiteBatch], now: float
-    ) -> list[tuple[str, float]]:
+    ) -> list[tuple[str, float, float]]:
         """Renew this instance's liveness in the sites not flushed for a quarter of
         their TTL (sites it holds nobody in too: one command, and no harm); the
         sites touched, each with its new deadline."""
-        live_until = self._live_until
+        touch_at = self._touch_at
         touched = []
         me = self.instance_id
         for batch in batches:
-            ttl = batch.presence_ttl
-            until = live_until.get(batch.site)
-            if until is not None and now < until - ttl + ttl / TOUCHES_PER_TTL:
+            if now < touch_at.get(batch.site, 0.0):
                 continue
+            ttl = batch.presence_ttl
             # Only an entry still there (XX; CH: 1 when it was): a lapse that let
             # this instance's visitors go removed it in the same script run, and
             # so did a store that lost its keys. Then the instance flushes, and
             # holds its visitors again (`lapsed`).
             pipe.zadd(site_prefix(batch.site) + "inst", {me: now + ttl}, xx=True, ch=True)
-            touched.append((batch.site, now + ttl))
+            touched.append((batch.site, now + ttl, now + ttl / TOUCHES_PER_TTL))
         return touched
 
     def _read_touches(
-        self, touched: list[tuple[str, float]], results: list[Any], now: float
+        self, touched: list[tuple[str, float, float]], results: list[Any], now: float
     ) -> None:
         """Note the touches' deadlines, and the sites where this instance had lapsed."""
-        for (site, until), result in zip(touched, results, strict=True):
+        for (site, until, touch_at), result in zip(touched, results, strict=True):
             if isinstance(result, Exception):
                 raise StoreUnavailable(f"touch of {site}: {result}")
             if not result:
                 # Lapsed: the hub holds the site's visitors again, in a flush (none
                 # held here: nothing to do, and no touch again before the next turn).
                 self.lapsed.add(site)
-            self._live_until[site] = until
+            self._live_until[site], self._touch_at[site] = until, touch_at
 
     def _args(self, batch: SiteBatch, known: str) -> tuple[list[str], list[str]]:
-        prefix = site_prefix(batch.site)
-        keys = [prefix + name for name in KEY_NAMES]
-        payload = {
-            "kv": known,
-            "i": self.instance_id,
-            "off": self.clock_offset,
-            "ttl": batch.presence_ttl,
-            "grace": batch.leave_grace,
-            "win": batch.trending_window,
-            "n": batch.trending_size,
-            "cap": batch.max_pages,
-            "day": batch.day,
-            "ds": batch.day_start,
-            "y": batch.yesterday if batch.want_yesterday or batch.detail else False,
-            "hour": batch.hour,
-            "detail": batch.detail,
-            "pm": batch.periods,
-            "dn": DETAIL_PAGES,
-            "dm": DETAIL_MINUTES,
-            "ops": [
-                [
-                    int(op.kind),
-                    visitor_token(op.visitor),
-                    round(op.age, 3),
-                    list(op.pages),
-                    -1 if op.engaged is None else int(op.engaged),
-                    op.attrs.packed() if op.attrs is not None else "",
-                ]
-                for op in batch.ops
-            ],
-            "titles": [[page, title] for page, title in batch.titles.items()],
-            "pmt": BUCKET_TTL,
-        }
+        ask_peers = False
         if self.publish is not None:
-            payload["pub"] = self.publish
             mono = time.monotonic()
             if mono - self._peers_asked.get(batch.site, -AUDIT_EVERY) >= AUDIT_EVERY:
                 self._peers_asked[batch.site] = mono
-                payload["lg"] = 1
-        if batch.counter_sets:
-            # The views go in their sets: the script counts each set once (flush.lua).
-            payload["views"], payload["vt"], payload["ar"] = [], 0, []
-            payload["cs"] = [
-                [
-                    counted.token,
-                    [[page, n] for page, n in counted.views.items()],
-                    counted.total_views,
-                    [[*key, n] for key, n in counted.arrivals.items()],
-                ]
-                for counted in batch.counter_sets
-            ]
-        else:
-            payload["views"] = [[page, n] for page, n in batch.views.items()]
-            payload["vt"] = batch.total_views
-            payload["ar"] = [[*key, n] for key, n in batch.arrivals.items()]
-        return keys, [prefix, json.dumps(payload, ensure_ascii=False, separators=(",", ":"))]
+                ask_peers = True
+        return script_call(
+            batch, known, self.instance_id, self.clock_offset, self.publish, ask_peers
+        )
 
     def _state_keys_of(self, sites: list[str]) -> list[bytes]:
         """The sites' `st` keys, each encoded once."""
@@ -474,6 +429,7 @@ class Flusher:
             # visitors again (and, with the older one, refresh them as it expects).
             self.lapsed.add(site)
         self._live_until[site] = ts + batch.presence_ttl
+        self._touch_at[site] = ts + batch.presence_ttl / TOUCHES_PER_TTL
         if latest is None or latest.flushed <= ts:
             # Kept for quiet flushes, which ask for no detail and no month or year: a
             # dashboard's extras would be stale by then.
