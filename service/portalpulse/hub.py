@@ -103,6 +103,7 @@ class Hub:
         # for a site, or the store's word (`Store.take_woken`), ends it at once.
         self._parked: dict[str, float] = {}
         self._calendar: tuple[str, str, int] | None = None  # of the last tick
+        self.changed_at = float("-inf")  # monotonic time a tick last had a new snapshot
         # One store read in flight per site, whoever asks (see singleflight.py).
         self._reads: SingleFlight[str, SiteSnapshot] = SingleFlight()
         self._dashboard_reads: SingleFlight[str, str] = SingleFlight()
@@ -367,6 +368,7 @@ class Hub:
             read = self.reads[site_id]
             site = self.ledger.sites[site_id].site
             if read.answered(snap, now, store_now):
+                self.changed_at = now
                 if snap.online != read.shown_online:
                     metrics.online_visitors.labels(site_id).set(snap.online)
                     read.shown_online = snap.online

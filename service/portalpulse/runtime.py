@@ -26,8 +26,13 @@ NOT_SERVED = "the app is not served by `portalpulse serve` (its uvicorn WebSocke
 LAG_PROBE_EVERY = 1.0
 LAG_PROBE_AFTER = 0.1
 """The lag probe runs once a second, a tenth of a second after the tick (both on
-the process's instants, `clock.py`): a fan-out still writing then keeps it
-waiting, so its blocks are seen, at one wake-up a second of an idle process."""
+the process's instants, `clock.py`) while snapshots change: a fan-out still
+writing then keeps it waiting, so its blocks are seen. While nothing changed
+for LAG_PROBE_QUIET seconds it runs at the tick's own instant instead, in the
+same wake-up as the tick, uvicorn's housekeeping and the keepalive timer: an
+idle process wakes once a second, not twice (each wake-up ≈ 0.2 ms of CPU on
+a VM)."""
+LAG_PROBE_QUIET = 2.0
 DRAIN_WAIT = 1.0
 
 
@@ -149,4 +154,6 @@ class Pulse:
             lag = loop.time() - expected
             metrics.event_loop_lag.observe(max(0.0, lag))
             # The next probe; those that a stall swallowed are skipped.
-            expected = next_instant(max(expected, loop.time()), LAG_PROBE_EVERY, LAG_PROBE_AFTER)
+            quiet = loop.time() - self.hub.changed_at >= LAG_PROBE_QUIET
+            after = 0.0 if quiet else LAG_PROBE_AFTER
+            expected = next_instant(max(expected, loop.time()), LAG_PROBE_EVERY, after)
