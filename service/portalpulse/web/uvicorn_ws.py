@@ -30,6 +30,7 @@ from websockets.server import ServerProtocol
 
 from ..clock import slot_of, slot_time
 from ..fanout import ABORT_EXTENSION, DIRECT_WRITE_EXTENSION, TEXT_EXTENSION, DirectWriter
+from .small_frames import small_text
 
 if TYPE_CHECKING:  # only the types of uvicorn's own send() and receive(), for the overrides
     from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
@@ -388,7 +389,25 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
         if self._failed:
             self.conn.receive_data(data)  # the failed protocol discards it
             return
+        handler = self._text_handler
+        if handler is not None and self._between_messages():
+            text = small_text(data)
+            if text is not None and handler(text):
+                return  # a beat, taken: websockets' parser never saw the frame
         super().data_received(data)
+
+    def _between_messages(self) -> bool:
+        """Whether the connection is open with nothing part-read: no partial frame,
+        no fragmented message, no message waiting for the app."""
+        conn = self.conn
+        return (
+            conn.state is State.OPEN
+            and not conn.reader.buffer
+            and conn.current_size is None
+            and not self.frames
+            and not self.close_sent
+            and self.queue.empty()
+        )
 
     def handle_parser_exception(self) -> None:
         """A frame too big (1009) or malformed (1002): send the close frame, half-close,
