@@ -313,8 +313,10 @@ class Hub:
 
     def _park(self, site_id: str, now: float) -> None:
         """Skip the quiet site in the ticks while the store vouches for it."""
+        ledger = self.ledger.sites[site_id]
         if (
-            self.ledger.sites[site_id].quiet  # nothing came in while the flush was out
+            ledger.quiet  # nothing came in while the flush was out
+            and not ledger.http_visitors  # expired here each tick
             and not self.fanout.watched(site_id)
             and self.rising.idle(site_id)
             and not self.closing
