@@ -80,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", help="write the JSON summary here")
     add_with_option(p)
     p.add_argument("--py-spy", help="profile the first instance over the window into this dir")
+    p.add_argument(
+        "--py-spy-rate",
+        type=int,
+        default=100,
+        help="py-spy's samples a second (a quiet service needs 1000 for a profile)",
+    )
     return p.parse_args(argv)
 
 
@@ -254,7 +260,10 @@ class ManySites:
             if args.py_spy:
                 Path(args.py_spy).mkdir(parents=True, exist_ok=True)
                 spy = profilers.start_py_spy(
-                    self.instances[0].pid, int(args.duration) - 2, Path(args.py_spy)
+                    self.instances[0].pid,
+                    int(args.duration) - 2,
+                    Path(args.py_spy),
+                    args.py_spy_rate,
                 )
             time.sleep(args.duration)
             after = self._readings()

@@ -24,13 +24,15 @@ def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
 
 
-def start_py_spy(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] | None:
-    """Sample `pid`'s Python stacks at 100 Hz for `seconds` into out/profile.txt."""
+def start_py_spy(
+    pid: int, seconds: int, out: Path, rate: int = 100
+) -> subprocess.Popen[bytes] | None:
+    """Sample `pid`'s Python stacks at `rate` Hz for `seconds` into out/profile.txt."""
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         return None
     command = [py_spy, "record", "--pid", str(pid), "--duration", str(seconds)]
-    command += ["--rate", "100", "--nonblocking", "--format", "raw"]
+    command += ["--rate", str(rate), "--nonblocking", "--format", "raw"]
     return _spawn([*command, "--output", str(out / "profile.txt")], out / "py-spy.log")
 
 
