@@ -16,6 +16,21 @@ try:  # websockets' C unmasking, as its own parser uses when built
 except ImportError:  # pragma: no cover - a build without its C extension
     from websockets.utils import apply_mask
 
+
+def _parser_state_readable() -> bool:
+    """Whether this websockets shows what the short read must check first (a
+    message part-read): `current_size` (named `cur_size` before 14) and the
+    reader's buffer. If not, every frame takes the general parser."""
+    from websockets.server import ServerProtocol
+
+    conn = ServerProtocol()
+    return hasattr(conn, "current_size") and isinstance(
+        getattr(getattr(conn, "reader", None), "buffer", None), bytearray
+    )
+
+
+SHORT_READS = _parser_state_readable()
+
 WHOLE_TEXT = 0x81  # FIN, no RSV bit (not compressed), opcode 1 (text)
 MASKED = 0x80
 SMALL = 126  # a length byte below this is the length itself

@@ -30,7 +30,7 @@ from websockets.server import ServerProtocol
 
 from ..clock import slot_of, slot_time
 from ..fanout import ABORT_EXTENSION, DIRECT_WRITE_EXTENSION, TEXT_EXTENSION, DirectWriter
-from .small_frames import small_text
+from .small_frames import SHORT_READS, small_text
 
 if TYPE_CHECKING:  # only the types of uvicorn's own send() and receive(), for the overrides
     from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
@@ -390,7 +390,7 @@ class PulseWebSocketProtocol(WebSocketsSansIOProtocol):
             self.conn.receive_data(data)  # the failed protocol discards it
             return
         handler = self._text_handler
-        if handler is not None and self._between_messages():
+        if handler is not None and SHORT_READS and self._between_messages():
             text = small_text(data)
             if text is not None and handler(text):
                 return  # a beat, taken: websockets' parser never saw the frame
